@@ -1,0 +1,59 @@
+//! runbook executes Markdown runbooks the way a notebook executes cells and
+//! records each cell's output back into the document.
+//!
+//! The pipeline: [`loader`] reads a file, [`parser`] turns text into a
+//! [`document::Runbook`] (pure, with byte spans), and [`writer`] splices
+//! output blocks back into the original bytes.
+
+pub mod analysis;
+pub mod atomic;
+pub mod attrs;
+pub mod cli;
+pub mod diagnostic;
+pub mod document;
+pub mod duration;
+pub mod error;
+pub mod frontmatter;
+pub mod lines;
+pub mod list;
+pub mod loader;
+pub mod parser;
+pub mod template;
+pub mod writer;
+
+use std::io::IsTerminal;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+use crate::error::Result;
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            eprint!("{}", error.render(color));
+            error.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::List(args) => {
+            let loaded = loader::load(&args.file)?;
+            let rows = list::rows(&loaded.runbook);
+            if args.json {
+                for row in rows {
+                    println!("{}", serde_json::to_string(&row).expect("rows serialise"));
+                }
+            } else {
+                print!("{}", list::table(&rows));
+            }
+            Ok(0)
+        }
+    }
+}

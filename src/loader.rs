@@ -1,0 +1,52 @@
+//! Reading runbooks from disk: the only place a document is loaded.
+
+use std::path::{Path, PathBuf};
+
+use crate::document::Runbook;
+use crate::error::{Error, Result};
+use crate::parser::parse;
+
+/// A runbook with its path and the exact text it was parsed from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub source: String,
+    pub runbook: Runbook,
+}
+
+impl Loaded {
+    /// The path as given, for messages (`lab.md:12:3`).
+    pub fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The folder the runbook lives in; relative paths in it start here.
+    pub fn folder(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text ({e})")),
+        )
+    })?;
+    match parse(&source) {
+        Ok(runbook) => Ok(Loaded {
+            path: path.to_path_buf(),
+            source,
+            runbook,
+        }),
+        Err(diagnostics) => Err(Error::Document {
+            path: path.display().to_string(),
+            source_text: source,
+            diagnostics,
+        }),
+    }
+}

@@ -1,0 +1,168 @@
+//! minijinja templating of cells: the environment, shell-safe quoting of
+//! values in shell cells, and the static analysis of which variables a cell
+//! uses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use regex::Regex;
+
+/// Template names starting with this are rendered with shell quoting.
+const SHELL_PREFIX: &str = "shell:";
+
+/// Characters a value may hold and still be pasted into shell code unquoted.
+pub fn is_shell_plain(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:@%+=,-".contains(c))
+}
+
+/// Quotes a value for POSIX shells unless it is plain.
+pub fn shell_quote(value: &str) -> String {
+    if is_shell_plain(value) {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+/// The environment every cell is rendered in: strict undefined variables,
+/// `{## ##}` comments (since `${#var}` is bash), trailing newlines kept,
+/// and the `raw` filter to opt out of quoting.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .comment_delimiters("{##", "##}")
+            .build()
+            .expect("valid delimiters"),
+    );
+    env.set_auto_escape_callback(|name| {
+        if name.starts_with(SHELL_PREFIX) {
+            AutoEscape::Custom("shell")
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(|out, state, value| {
+        if state.auto_escape() == AutoEscape::Custom("shell") && !value.is_safe() {
+            if value.is_undefined() || value.is_none() {
+                return minijinja::escape_formatter(out, state, value);
+            }
+            out.write_str(&shell_quote(&value.to_string()))
+                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    env.add_filter("raw", |value: Value| Value::from_safe_string(value.to_string()));
+    env
+}
+
+/// A template error with the 1-based line within the template, if known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+impl From<minijinja::Error> for TemplateError {
+    fn from(error: minijinja::Error) -> TemplateError {
+        let mut message = error.kind().to_string();
+        if let Some(detail) = error.detail() {
+            message = format!("{message}: {detail}");
+        }
+        TemplateError {
+            message,
+            line: error.line(),
+        }
+    }
+}
+
+/// Renders a template with `vars`; `shell` turns on quoting of values.
+pub fn render(
+    env: &Environment<'static>,
+    template: &str,
+    vars: &BTreeMap<String, Value>,
+    shell: bool,
+) -> Result<String, TemplateError> {
+    if !template.contains("{{") && !template.contains("{%") {
+        return Ok(template.to_string());
+    }
+    let name = if shell { "shell:cell" } else { "file:cell" };
+    let compiled = env.template_from_named_str(name, template)?;
+    Ok(compiled.render(vars)?)
+}
+
+/// Variables a template reads (top-level names only), or its syntax error.
+pub fn template_variables(template: &str) -> Result<BTreeSet<String>, TemplateError> {
+    if !template.contains("{{") && !template.contains("{%") {
+        return Ok(BTreeSet::new());
+    }
+    let env = shared_environment();
+    let compiled = env.template_from_str(template)?;
+    Ok(compiled.undeclared_variables(false).into_iter().collect())
+}
+
+fn shared_environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(environment)
+}
+
+/// Names a shell cell reads as `$NAME` or `${NAME...}`.
+pub fn shell_references(code: &str) -> BTreeSet<String> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)").expect("valid regex"));
+    re.captures_iter(code).map(|c| c[1].to_string()).collect()
+}
+
+/// 1-based line of the template where `name` is first used, if found.
+pub fn line_of_use(template: &str, name: &str) -> Option<usize> {
+    let re = Regex::new(&format!(r"(\{{\{{|\{{%)[^}}]*\b{}\b", regex::escape(name))).ok()?;
+    let offset = re.find(template)?.start();
+    Some(template[..offset].matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect()
+    }
+
+    #[test]
+    fn quotes_values_in_shell_cells_only() {
+        let env = environment();
+        let v = vars(&[("A", "rg-dev"), ("B", "$(touch x)"), ("C", "it's")]);
+        let out = render(&env, "echo {{ A }} {{ B }} {{ C }} {{ B | raw }}\n", &v, true).unwrap();
+        assert_eq!(out, "echo rg-dev '$(touch x)' 'it'\\''s' $(touch x)\n");
+        let out = render(&env, "name: {{ B }}", &v, false).unwrap();
+        assert_eq!(out, "name: $(touch x)");
+    }
+
+    #[test]
+    fn undefined_is_an_error_and_bash_syntax_survives() {
+        let env = environment();
+        let err = render(&env, "echo ok\necho {{ NOPE }}", &BTreeMap::new(), true).unwrap_err();
+        assert_eq!(err.line, Some(2));
+        let code = "echo ${#arr[@]} {{ A }}";
+        assert_eq!(render(&env, code, &vars(&[("A", "x")]), true).unwrap(), "echo ${#arr[@]} x");
+    }
+
+    #[test]
+    fn finds_used_variables() {
+        let used = template_variables("{{ A }} {% for x in L %}{{ x.y }}{{ env.HOME }}{% endfor %}").unwrap();
+        assert_eq!(used, ["A", "L", "env"].iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            shell_references("echo $A ${B:-x} $1 $$"),
+            ["A", "B"].iter().map(|s| s.to_string()).collect()
+        );
+        assert_eq!(line_of_use("a\nb {{ X }}\n", "X"), Some(2));
+    }
+}
