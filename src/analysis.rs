@@ -8,7 +8,12 @@ use crate::template::{shell_references, template_variables};
 
 /// Names the runbook itself can define: parameters, secrets and captures.
 pub fn known_names(runbook: &Runbook) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = runbook.settings.params.iter().map(|(k, _)| k.clone()).collect();
+    let mut names: BTreeSet<String> = runbook
+        .settings
+        .params
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
     names.extend(runbook.settings.secrets.iter().cloned());
     names.extend(captures(runbook));
     names
@@ -27,7 +32,11 @@ pub fn uses(cell: &Cell, known: &BTreeSet<String>) -> BTreeSet<String> {
     let mut used = template_variables(&cell.body).unwrap_or_default();
     used.remove("env");
     if cell.interpreter().is_some_and(|i| i.is_posix_shell()) {
-        used.extend(shell_references(&cell.body).into_iter().filter(|n| known.contains(n)));
+        used.extend(
+            shell_references(&cell.body)
+                .into_iter()
+                .filter(|n| known.contains(n)),
+        );
     }
     used
 }

@@ -191,7 +191,8 @@ mod tests {
 
     #[test]
     fn brace_list() {
-        let (lang, attrs) = pairs(r#"bash {id=oidc capture=URL timeout=2m skip "k=v w" note="a \"b\""}"#);
+        let (lang, attrs) =
+            pairs(r#"bash {id=oidc capture=URL timeout=2m skip "k=v w" note="a \"b\""}"#);
         assert_eq!(lang, "bash");
         let expected = [
             ("id", Some("oidc")),

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, about = "Execute Markdown runbooks like notebooks")]
+#[command(
+    name = "runbook",
+    version,
+    about = "Execute Markdown runbooks like notebooks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -77,7 +77,9 @@ impl Diagnostic {
             Severity::Warning => Report::warning(),
         }
         .with_message(&self.message)
-        .with_labels(vec![Label::primary((), start..end).with_message(&self.label)])
+        .with_labels(vec![
+            Label::primary((), start..end).with_message(&self.label)
+        ])
         .with_notes(self.help.iter().map(|h| format!("help: {h}")).collect());
         let config = term::Config {
             chars: Chars::ascii(),

@@ -20,7 +20,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         }
         let number: f64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ms" => number / 1000.0,
             "s" => number,
@@ -41,12 +43,12 @@ pub fn format_duration(duration: Duration) -> String {
         format!("{ms}ms")
     } else if ms < 60_000 {
         let s = duration.as_secs_f64();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{s:.1}s")
         }
-    } else if ms % 60_000 == 0 && ms < 3_600_000 {
+    } else if ms.is_multiple_of(60_000) && ms < 3_600_000 {
         format!("{}m", ms / 60_000)
     } else {
         let secs = duration.as_secs();

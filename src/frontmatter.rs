@@ -29,6 +29,12 @@ pub struct Redaction {
     pub with: String,
 }
 
+/// The front matter as a whole; keys other than `runbook` are ignored.
+#[derive(Deserialize)]
+struct Document {
+    runbook: Option<RawSettings>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -54,24 +60,30 @@ pub struct FrontMatterError {
 
 /// Reads the `runbook:` key of a front matter's YAML text.
 pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
-    let error = |e: serde_yaml::Error| FrontMatterError {
-        line: e.location().map(|l| l.line()),
-        message: e.to_string(),
+    let error = |e: serde_yaml::Error| {
+        let mut message = e.to_string();
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        FrontMatterError {
+            line: e.location().map(|l| l.line()),
+            message,
+        }
     };
     if yaml.trim().is_empty() {
         return Ok(Settings::default());
     }
-    let document: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(error)?;
-    let Some(section) = document.get("runbook") else {
+    // A document may open with `---` for other reasons (a thematic break);
+    // only a YAML mapping, or text that mentions our key, is front matter.
+    match serde_yaml::from_str::<serde_yaml::Value>(yaml) {
+        Ok(serde_yaml::Value::Mapping(_)) => {}
+        Err(e) if yaml.contains("runbook:") => return Err(error(e)),
+        _ => return Ok(Settings::default()),
+    }
+    let document: Document = serde_yaml::from_str(yaml).map_err(error)?;
+    let Some(raw) = document.runbook else {
         return Ok(Settings::default());
     };
-    if section.is_null() {
-        return Ok(Settings::default());
-    }
-    let raw: RawSettings = serde_yaml::from_value(section.clone()).map_err(|e| FrontMatterError {
-        line: key_line(yaml, "runbook"),
-        message: format!("in `runbook:`: {e}"),
-    })?;
     let mut params = Vec::new();
     for (key, value) in raw.params {
         let Some(name) = key.as_str() else {
@@ -115,7 +127,10 @@ mod tests {
         assert_eq!(settings.shell.as_deref(), Some("sh"));
         assert_eq!(
             settings.params,
-            vec![("B".into(), Value::from(2)), ("A".into(), Value::from("x-{{ B }}"))]
+            vec![
+                ("B".into(), Value::from(2)),
+                ("A".into(), Value::from("x-{{ B }}"))
+            ]
         );
         assert_eq!(settings.secrets, vec!["S".to_string()]);
         assert_eq!(parse_settings("title: x\n").unwrap(), Settings::default());
@@ -124,9 +139,14 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_with_a_line() {
         let err = parse_settings("title: x\nrunbook:\n  shel: bash\n").unwrap_err();
-        assert!(err.message.contains("unknown field `shel`"), "{}", err.message);
-        assert_eq!(err.line, Some(2));
-        let err = parse_settings("a: [\n").unwrap_err();
+        assert!(
+            err.message.contains("unknown field `shel`"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.line, Some(3));
+        let err = parse_settings("runbook: [\n").unwrap_err();
         assert!(err.line.is_some());
+        assert_eq!(parse_settings("Foo\n").unwrap(), Settings::default());
     }
 }

@@ -25,7 +25,12 @@ pub fn rows(runbook: &Runbook) -> Vec<Row> {
             number: cell.number,
             id: cell.id.clone(),
             lang: cell.lang.clone(),
-            captures: cell.options.capture.iter().map(|c| c.name.clone()).collect(),
+            captures: cell
+                .options
+                .capture
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
             uses: uses(cell, &known).into_iter().collect(),
             line: cell.line,
             first_line: cell.first_line().to_string(),
@@ -35,7 +40,13 @@ pub fn rows(runbook: &Runbook) -> Vec<Row> {
 
 /// The rows as an aligned text table.
 pub fn table(rows: &[Row]) -> String {
-    let dash = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(",") };
+    let dash = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
     let mut cells: Vec<[String; 7]> = vec![[
         "#".into(),
         "ID".into(),
@@ -57,7 +68,13 @@ pub fn table(rows: &[Row]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..7)
-        .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &cells {

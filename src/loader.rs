@@ -34,7 +34,10 @@ pub fn load(path: &Path) -> Result<Loaded> {
     let source = String::from_utf8(bytes).map_err(|e| {
         Error::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text ({e})")),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text ({e})"),
+            ),
         )
     })?;
     match parse(&source) {

@@ -148,7 +148,9 @@ struct Fence {
 
 impl State<'_> {
     fn front_matter(&mut self, range: Range<usize>, yaml: &str) {
-        let starts_document = self.source[..range.start].trim_start_matches('\u{feff}').is_empty();
+        let starts_document = self.source[..range.start]
+            .trim_start_matches('\u{feff}')
+            .is_empty();
         if !starts_document {
             return;
         }
@@ -173,13 +175,22 @@ impl State<'_> {
             }
             Err(error) => {
                 let line = first_yaml_line + error.line.unwrap_or(1) - 1;
-                self.error_at_line(line, format!("invalid front matter: {}", error.message), None);
+                self.error_at_line(
+                    line,
+                    format!("invalid front matter: {}", error.message),
+                    None,
+                );
             }
         }
     }
 
     fn error_at_line(&mut self, line: usize, message: String, help: Option<String>) {
-        let start = self.source.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>();
+        let start = self
+            .source
+            .split_inclusive('\n')
+            .take(line - 1)
+            .map(str::len)
+            .sum::<usize>();
         let start = start.min(self.source.len());
         let end = line_end(self.source, start);
         let mut diagnostic = Diagnostic::error(message, start..end);
@@ -321,7 +332,11 @@ impl State<'_> {
                 "id" => id = reader.id(attr),
                 "capture" | "capture-json" => {
                     if capture.is_some() {
-                        reader.error(attr, "a cell captures one variable", "keep one of `capture` and `capture-json`");
+                        reader.error(
+                            attr,
+                            "a cell captures one variable",
+                            "keep one of `capture` and `capture-json`",
+                        );
                     } else if let Some(name) = reader.variable(attr) {
                         capture = Some((name, attr.key == "capture-json", reader.span(attr)));
                     }
@@ -346,14 +361,22 @@ impl State<'_> {
                 "skip" => options.skip = reader.flag(attr),
                 "output" => match attr.value.as_deref() {
                     Some("none") => options.record_output = false,
-                    _ => reader.error(attr, "`output` takes the value `none`", "write `output=none`"),
+                    _ => reader.error(
+                        attr,
+                        "`output` takes the value `none`",
+                        "write `output=none`",
+                    ),
                 },
                 "file" => file = reader.value(attr).map(str::to_string),
                 "mode" => {
                     if let Some(value) = reader.value(attr) {
                         match u32::from_str_radix(value, 8) {
                             Ok(bits) if bits <= 0o7777 => mode = Some(bits),
-                            _ => reader.error(attr, format!("invalid file mode `{value}`"), "write an octal mode such as `mode=0600`"),
+                            _ => reader.error(
+                                attr,
+                                format!("invalid file mode `{value}`"),
+                                "write an octal mode such as `mode=0600`",
+                            ),
                         }
                     }
                 }
@@ -372,8 +395,11 @@ impl State<'_> {
             });
         } else if let Some(span) = secret {
             self.diagnostics.push(
-                Diagnostic::error("`secret` marks a captured variable, but this cell captures none", span)
-                    .help("add `capture=NAME`"),
+                Diagnostic::error(
+                    "`secret` marks a captured variable, but this cell captures none",
+                    span,
+                )
+                .help("add `capture=NAME`"),
             );
         }
         let executable = interpreter_for(&info.lang, self.shell);
@@ -382,8 +408,11 @@ impl State<'_> {
             (Some(_), Some(_)) => {
                 let attr = info.get("file").expect("file attribute present");
                 self.diagnostics.push(
-                    Diagnostic::error("`file` makes a file cell, but this block's language runs as code", at + attr.span.start..at + attr.span.end)
-                        .help("give the block the file's language, e.g. ```yaml {file=manifest.yaml}"),
+                    Diagnostic::error(
+                        "`file` makes a file cell, but this block's language runs as code",
+                        at + attr.span.start..at + attr.span.end,
+                    )
+                    .help("give the block the file's language, e.g. ```yaml {file=manifest.yaml}"),
                 );
                 return Last::Other;
             }
@@ -394,18 +423,22 @@ impl State<'_> {
         };
         if mode.is_some() && matches!(kind, CellKind::Code { .. }) {
             let attr = info.get("mode").expect("mode attribute present");
-            self.diagnostics.push(
-                Diagnostic::error("`mode` applies to file cells only", at + attr.span.start..at + attr.span.end),
-            );
+            self.diagnostics.push(Diagnostic::error(
+                "`mode` applies to file cells only",
+                at + attr.span.start..at + attr.span.end,
+            ));
         }
         if let Some(id) = &id {
             let line = self.index.line(fence.open);
             if let Some(first) = self.ids.insert(id.clone(), line) {
                 let attr = info.get("id").expect("id attribute present");
                 self.diagnostics.push(
-                    Diagnostic::error(format!("duplicate cell id `{id}`"), at + attr.span.start..at + attr.span.end)
-                        .label("used again here")
-                        .help(format!("`{id}` is first used by the cell on line {first}")),
+                    Diagnostic::error(
+                        format!("duplicate cell id `{id}`"),
+                        at + attr.span.start..at + attr.span.end,
+                    )
+                    .label("used again here")
+                    .help(format!("`{id}` is first used by the cell on line {first}")),
                 );
                 self.ids.insert(id.clone(), first);
             }
@@ -442,14 +475,19 @@ impl AttrReader<'_> {
 
     fn error(&mut self, attr: &Attr, message: impl Into<String>, help: impl Into<String>) {
         let span = self.span(attr);
-        self.diagnostics.push(Diagnostic::error(message, span).help(help));
+        self.diagnostics
+            .push(Diagnostic::error(message, span).help(help));
     }
 
     fn value<'a>(&mut self, attr: &'a Attr) -> Option<&'a str> {
         match attr.value.as_deref() {
             Some(value) if !value.is_empty() => Some(value),
             _ => {
-                self.error(attr, format!("`{}` needs a value", attr.key), format!("write `{}=VALUE`", attr.key));
+                self.error(
+                    attr,
+                    format!("`{}` needs a value", attr.key),
+                    format!("write `{}=VALUE`", attr.key),
+                );
                 None
             }
         }
@@ -460,7 +498,11 @@ impl AttrReader<'_> {
             None | Some("true") => true,
             Some("false") => false,
             Some(other) => {
-                self.error(attr, format!("`{}` is a flag, not `{other}`", attr.key), format!("write `{}` alone", attr.key));
+                self.error(
+                    attr,
+                    format!("`{}` is a flag, not `{other}`", attr.key),
+                    format!("write `{}` alone", attr.key),
+                );
                 false
             }
         }
@@ -468,12 +510,18 @@ impl AttrReader<'_> {
 
     fn id(&mut self, attr: &Attr) -> Option<String> {
         let value = self.value(attr)?;
-        let valid = value.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        let valid = value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
             && !value.chars().all(|c| c.is_ascii_digit());
         if valid {
             Some(value.to_string())
         } else {
-            self.error(attr, format!("invalid cell id `{value}`"), "ids use letters, digits, `_`, `-` and `.`, and are not plain numbers");
+            self.error(
+                attr,
+                format!("invalid cell id `{value}`"),
+                "ids use letters, digits, `_`, `-` and `.`, and are not plain numbers",
+            );
             None
         }
     }
@@ -483,7 +531,11 @@ impl AttrReader<'_> {
         if is_variable_name(value) {
             Some(value.to_string())
         } else {
-            self.error(attr, format!("invalid variable name `{value}`"), "names start with a letter or `_` and hold letters, digits and `_`");
+            self.error(
+                attr,
+                format!("invalid variable name `{value}`"),
+                "names start with a letter or `_` and hold letters, digits and `_`",
+            );
             None
         }
     }
@@ -492,7 +544,11 @@ impl AttrReader<'_> {
         let value = self.value(attr)?;
         let duration = parse_duration(value);
         if duration.is_none() {
-            self.error(attr, format!("invalid duration `{value}`"), "write a duration such as `30s`, `2m` or `1h`");
+            self.error(
+                attr,
+                format!("invalid duration `{value}`"),
+                "write a duration such as `30s`, `2m` or `1h`",
+            );
         }
         duration
     }
@@ -501,7 +557,11 @@ impl AttrReader<'_> {
         let value = self.value(attr)?;
         let number = value.parse().ok();
         if number.is_none() {
-            self.error(attr, format!("`{}` needs a number, not `{value}`", attr.key), format!("write `{}=N`", attr.key));
+            self.error(
+                attr,
+                format!("`{}` needs a number, not `{value}`", attr.key),
+                format!("write `{}=N`", attr.key),
+            );
         }
         number
     }
@@ -510,7 +570,9 @@ impl AttrReader<'_> {
 /// Whether a name can be an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

@@ -55,12 +55,16 @@ pub fn environment() -> Environment<'static> {
                 return minijinja::escape_formatter(out, state, value);
             }
             out.write_str(&shell_quote(&value.to_string()))
-                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+                .map_err(|_| {
+                    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
+                })
         } else {
             minijinja::escape_formatter(out, state, value)
         }
     });
-    env.add_filter("raw", |value: Value| Value::from_safe_string(value.to_string()));
+    env.add_filter("raw", |value: Value| {
+        Value::from_safe_string(value.to_string())
+    });
     env
 }
 
@@ -133,14 +137,23 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect()
     }
 
     #[test]
     fn quotes_values_in_shell_cells_only() {
         let env = environment();
         let v = vars(&[("A", "rg-dev"), ("B", "$(touch x)"), ("C", "it's")]);
-        let out = render(&env, "echo {{ A }} {{ B }} {{ C }} {{ B | raw }}\n", &v, true).unwrap();
+        let out = render(
+            &env,
+            "echo {{ A }} {{ B }} {{ C }} {{ B | raw }}\n",
+            &v,
+            true,
+        )
+        .unwrap();
         assert_eq!(out, "echo rg-dev '$(touch x)' 'it'\\''s' $(touch x)\n");
         let out = render(&env, "name: {{ B }}", &v, false).unwrap();
         assert_eq!(out, "name: $(touch x)");
@@ -152,13 +165,21 @@ mod tests {
         let err = render(&env, "echo ok\necho {{ NOPE }}", &BTreeMap::new(), true).unwrap_err();
         assert_eq!(err.line, Some(2));
         let code = "echo ${#arr[@]} {{ A }}";
-        assert_eq!(render(&env, code, &vars(&[("A", "x")]), true).unwrap(), "echo ${#arr[@]} x");
+        assert_eq!(
+            render(&env, code, &vars(&[("A", "x")]), true).unwrap(),
+            "echo ${#arr[@]} x"
+        );
     }
 
     #[test]
     fn finds_used_variables() {
-        let used = template_variables("{{ A }} {% for x in L %}{{ x.y }}{{ env.HOME }}{% endfor %}").unwrap();
-        assert_eq!(used, ["A", "L", "env"].iter().map(|s| s.to_string()).collect());
+        let used =
+            template_variables("{{ A }} {% for x in L %}{{ x.y }}{{ env.HOME }}{% endfor %}")
+                .unwrap();
+        assert_eq!(
+            used,
+            ["A", "L", "env"].iter().map(|s| s.to_string()).collect()
+        );
         assert_eq!(
             shell_references("echo $A ${B:-x} $1 $$"),
             ["A", "B"].iter().map(|s| s.to_string()).collect()

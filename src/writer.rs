@@ -37,7 +37,11 @@ pub fn apply(source: &str, runbook: &Runbook, edits: &[Edit]) -> String {
     text
 }
 
-fn splice(runbook: &Runbook, cell: &Cell, output: Option<&Output>) -> Option<(Range<usize>, String)> {
+fn splice(
+    runbook: &Runbook,
+    cell: &Cell,
+    output: Option<&Output>,
+) -> Option<(Range<usize>, String)> {
     let newline = runbook.newline;
     match (&cell.output, output) {
         (Some(old), Some(new)) if old.text == new.text && old.exit == new.exit => None,
@@ -113,7 +117,16 @@ mod tests {
             "```sh\nfalse\n```\n\n```output {exit=1}\nnew\n```\ntail"
         );
         assert_eq!(write(doc, &[set(0, "old", 0)]), doc);
-        assert_eq!(write(doc, &[Edit { cell: 0, output: None }]), "```sh\nfalse\n```\ntail");
+        assert_eq!(
+            write(
+                doc,
+                &[Edit {
+                    cell: 0,
+                    output: None
+                }]
+            ),
+            "```sh\nfalse\n```\ntail"
+        );
     }
 
     #[test]
@@ -126,7 +139,10 @@ mod tests {
         );
         let reparsed = parse(&written).unwrap();
         assert_eq!(reparsed.cells.len(), 1);
-        assert_eq!(reparsed.cells[0].output.as_ref().unwrap().text, "````rust\nfn main() {}\n````");
+        assert_eq!(
+            reparsed.cells[0].output.as_ref().unwrap().text,
+            "````rust\nfn main() {}\n````"
+        );
     }
 
     #[test]
@@ -146,9 +162,22 @@ mod tests {
     fn keeps_crlf_bom_and_a_missing_final_newline() {
         let doc = "\u{feff}# T\r\n\r\n```bash\r\necho hi\r\n```";
         let written = write(doc, &[set(0, "hi\nthere", 0)]);
-        assert_eq!(written, "\u{feff}# T\r\n\r\n```bash\r\necho hi\r\n```\r\n```output\r\nhi\r\nthere\r\n```");
+        assert_eq!(
+            written,
+            "\u{feff}# T\r\n\r\n```bash\r\necho hi\r\n```\r\n```output\r\nhi\r\nthere\r\n```"
+        );
         let reparsed = parse(&written).unwrap();
         assert_eq!(reparsed.cells[0].output.as_ref().unwrap().text, "hi\nthere");
-        assert_eq!(apply(&written, &reparsed, &[Edit { cell: 0, output: None }]), doc);
+        assert_eq!(
+            apply(
+                &written,
+                &reparsed,
+                &[Edit {
+                    cell: 0,
+                    output: None
+                }]
+            ),
+            doc
+        );
     }
 }

@@ -1,0 +1,6 @@
+//! Integration tests, compiled as one binary.
+
+mod support;
+
+mod document;
+mod list;
