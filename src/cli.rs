@@ -17,8 +17,43 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a runbook's cells in order and record their outputs in it
+    Run(RunArgs),
     /// List a runbook's cells: number, id, language, captures, variables used
     List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runbook
+    pub file: PathBuf,
+    /// Set a variable (overrides params)
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Read variables from a YAML, JSON or .env file
+    #[arg(long = "params", value_name = "FILE")]
+    pub params: Vec<PathBuf>,
+    /// Set a secret variable (masked everywhere, never written to disk)
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secret: Vec<String>,
+    /// Answer yes to cells marked `confirm`
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print each rendered cell and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave the document alone
+    #[arg(long, conflicts_with = "output")]
+    pub no_write: bool,
+    /// Write the executed document to FILE instead of the runbook
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print one JSON event per line instead of the live display
+    #[arg(long)]
+    pub json: bool,
+    /// Cap recorded outputs: LINES, SIZE (64KiB) or both (200,64KiB)
+    #[arg(long, value_name = "LIMIT")]
+    pub max_output: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -13,12 +13,23 @@ pub mod diagnostic;
 pub mod document;
 pub mod duration;
 pub mod error;
+pub mod events;
+pub mod executor;
 pub mod frontmatter;
 pub mod lines;
 pub mod list;
 pub mod loader;
+pub mod kernel;
 pub mod parser;
+pub mod recorder;
+pub mod run;
+pub mod procs;
 pub mod template;
+pub mod terminal;
+pub mod tools;
+pub mod output;
+pub mod secrets;
+pub mod vars;
 pub mod writer;
 
 use std::io::IsTerminal;
@@ -43,6 +54,7 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::List(args) => {
             let loaded = loader::load(&args.file)?;
             let rows = list::rows(&loaded.runbook);

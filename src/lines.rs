@@ -30,6 +30,11 @@ impl LineIndex {
         (line, col)
     }
 
+    /// Byte offset where a 1-based line starts (the end for lines past it).
+    pub fn offset_of_line(&self, line: usize) -> usize {
+        self.starts.get(line.saturating_sub(1)).copied().unwrap_or(*self.starts.last().expect("one line"))
+    }
+
     /// Byte offset where the line holding `offset` starts.
     pub fn line_start(&self, offset: usize) -> usize {
         self.starts[self.line(offset) - 1]

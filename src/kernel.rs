@@ -1,0 +1,418 @@
+//! Interpreter processes that run cells. Shells and Python are long-lived
+//! kernels (state carries from cell to cell, like a notebook); PowerShell
+//! runs one process per cell.
+//!
+//! A kernel reads each cell's code from its stdin, which it moves to fd 3
+//! before pointing stdin at /dev/null, so cells never read the next cell.
+//! After a cell it prints a marker with the exit status on both stdout and
+//! stderr; output before the markers belongs to the cell.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use crate::document::Interpreter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What a running cell produced next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Output(Stream, Vec<u8>),
+    /// The cell finished with this exit status; the kernel lives on.
+    Done(i32),
+    /// The interpreter itself ended (e.g. `exit 3`) with this status.
+    Exited(i32),
+}
+
+/// How to start an interpreter.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub interpreter: Interpreter,
+    /// Working directory the kernel starts in (the runbook's folder).
+    pub cwd: std::path::PathBuf,
+    /// Variables for its environment.
+    pub env: BTreeMap<String, String>,
+    /// A PATH to use instead of the inherited one.
+    pub path: Option<String>,
+}
+
+pub struct Kernel {
+    interpreter: Interpreter,
+    child: Option<Child>,
+    control: Option<ChildStdin>,
+    chunks: mpsc::UnboundedReceiver<(Stream, Option<Vec<u8>>)>,
+    marker: Vec<u8>,
+    /// Bytes read but not yet handed out, per stream.
+    pending: [Vec<u8>; 2],
+    /// Exit status seen in each stream's marker for the running cell.
+    finished: [Option<i32>; 2],
+    closed: [bool; 2],
+    /// Environment values the kernel already holds.
+    exported: BTreeMap<String, String>,
+    persistent: bool,
+    launch: Launch,
+}
+
+impl Kernel {
+    pub async fn start(launch: Launch) -> std::io::Result<Kernel> {
+        let nonce = format!("{:x}{:x}", std::process::id(), rand_u64());
+        let marker = format!("\x1eRB{nonce}:").into_bytes();
+        let persistent = launch.interpreter != Interpreter::Pwsh;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut kernel = Kernel {
+            interpreter: launch.interpreter,
+            child: None,
+            control: None,
+            chunks: rx,
+            marker,
+            pending: [Vec::new(), Vec::new()],
+            finished: [None, None],
+            closed: [false, false],
+            exported: launch.env.clone(),
+            persistent,
+            launch,
+        };
+        if persistent {
+            let bootstrap = bootstrap(kernel.interpreter, &nonce);
+            let mut command = kernel.command(&bootstrap);
+            command.stdin(Stdio::piped());
+            kernel.attach(command, tx)?;
+        }
+        Ok(kernel)
+    }
+
+    pub fn interpreter(&self) -> Interpreter {
+        self.interpreter
+    }
+
+    /// Process id of the interpreter, which leads its process group.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref()?.id().map(|p| p as i32)
+    }
+
+    fn command(&self, program_arg: &str) -> Command {
+        let launch = &self.launch;
+        let mut command = Command::new(launch.interpreter.program());
+        match launch.interpreter {
+            Interpreter::Bash => command.args(["--noprofile", "--norc", "-c", program_arg]),
+            Interpreter::Zsh => command.args(["-f", "-c", program_arg]),
+            Interpreter::Sh => command.args(["-c", program_arg]),
+            Interpreter::Python => command.args(["-u", "-c", program_arg]),
+            Interpreter::Pwsh => command.args(["-NoLogo", "-NoProfile", "-NonInteractive", "-EncodedCommand", program_arg]),
+        };
+        command
+            .current_dir(&launch.cwd)
+            .envs(&launch.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(path) = &launch.path {
+            command.env("PATH", path);
+        }
+        // SAFETY: prctl only sets an attribute of the new process; it is
+        // async-signal-safe and allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        command
+    }
+
+    fn attach(&mut self, mut command: Command, tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>) -> std::io::Result<()> {
+        let mut child = command.spawn()?;
+        self.control = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        tokio::spawn(pump(stdout, Stream::Stdout, tx.clone()));
+        tokio::spawn(pump(stderr, Stream::Stderr, tx));
+        self.child = Some(child);
+        self.closed = [false, false];
+        Ok(())
+    }
+
+    /// Starts running `code`; its output then comes from [`Kernel::next`].
+    /// `env` is the environment the cell should see, `cwd` a folder to run
+    /// this one cell in.
+    pub async fn run(&mut self, code: &str, env: &BTreeMap<String, String>, cwd: Option<&Path>) -> std::io::Result<()> {
+        self.finished = [None, None];
+        if !self.persistent {
+            return self.run_once(code, env, cwd);
+        }
+        let script = self.script(code, env, cwd);
+        let payload = match self.interpreter {
+            Interpreter::Bash => {
+                let mut bytes = script.into_bytes();
+                bytes.retain(|&b| b != 0);
+                bytes.push(0);
+                bytes
+            }
+            _ => {
+                let mut bytes = format!("{}\n", script.len()).into_bytes();
+                bytes.extend(script.into_bytes());
+                bytes
+            }
+        };
+        let control = self.control.as_mut().ok_or_else(|| std::io::Error::other("kernel has no control pipe"))?;
+        control.write_all(&payload).await?;
+        control.flush().await?;
+        Ok(())
+    }
+
+    fn run_once(&mut self, code: &str, env: &BTreeMap<String, String>, cwd: Option<&Path>) -> std::io::Result<()> {
+        use base64::Engine as _;
+        let utf16: Vec<u8> = code.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(utf16);
+        let mut command = self.command(&encoded);
+        command.envs(env);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.chunks = rx;
+        self.attach(command, tx)
+    }
+
+    /// The text sent to a persistent kernel for one cell: exports of
+    /// changed variables, then the cell, run in `cwd` if given.
+    fn script(&mut self, code: &str, env: &BTreeMap<String, String>, cwd: Option<&Path>) -> String {
+        let changed: Vec<(&String, &String)> = env.iter().filter(|(k, v)| self.exported.get(*k) != Some(*v)).collect();
+        let mut script = String::new();
+        if self.interpreter == Interpreter::Python {
+            if !changed.is_empty() {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    changed.iter().map(|(k, v)| ((*k).clone(), serde_json::Value::from(v.as_str()))).collect();
+                script.push_str(&format!("__import__('os').environ.update({})\n", serde_json::Value::Object(map)));
+            }
+            match cwd {
+                Some(dir) => {
+                    let dir = serde_json::Value::from(dir.to_string_lossy().as_ref()).to_string();
+                    let code = serde_json::Value::from(code).to_string();
+                    script.push_str(&format!("__rb_run({code}, {dir})\n"));
+                }
+                None => script.push_str(code),
+            }
+        } else {
+            for (name, value) in &changed {
+                script.push_str(&format!("export {name}={}\n", crate::template::shell_quote(value)));
+            }
+            match cwd {
+                Some(dir) => {
+                    let dir = crate::template::shell_quote(&dir.to_string_lossy());
+                    script.push_str(&format!(
+                        "__rb_prev=$PWD; cd -- {dir} && {{\n{code}\n}}; __rb_status=$?; cd -- \"$__rb_prev\"; (exit $__rb_status)\n"
+                    ));
+                }
+                None => script.push_str(code),
+            }
+        }
+        for (name, value) in changed {
+            self.exported.insert(name.clone(), value.clone());
+        }
+        script
+    }
+
+    /// The next piece of output, or the cell's end.
+    pub async fn next(&mut self) -> Step {
+        let mut streams = [Stream::Stdout, Stream::Stderr];
+        loop {
+            for stream in streams {
+                if let Some(step) = self.take_pending(stream) {
+                    return step;
+                }
+            }
+            if self.finished.iter().all(Option::is_some) {
+                let status = self.finished[0].expect("checked");
+                self.finished = [None, None];
+                return Step::Done(status);
+            }
+            if self.closed.iter().all(|c| *c) {
+                let status = match self.child.as_mut() {
+                    Some(child) => child.wait().await.map(exit_code).unwrap_or(-1),
+                    None => -1,
+                };
+                self.control = None;
+                return if self.persistent { Step::Exited(status) } else { Step::Done(status) };
+            }
+            match self.chunks.recv().await {
+                Some((stream, Some(bytes))) => {
+                    self.pending[stream as usize].extend(bytes);
+                    // Hand out what just arrived first, to keep the order
+                    // in which the two streams were written.
+                    streams = if stream == Stream::Stdout {
+                        [Stream::Stdout, Stream::Stderr]
+                    } else {
+                        [Stream::Stderr, Stream::Stdout]
+                    };
+                }
+                Some((stream, None)) => self.closed[stream as usize] = true,
+                None => self.closed = [true, true],
+            }
+        }
+    }
+
+    /// Hands out buffered bytes up to a marker (or up to a possible start
+    /// of one), recording the status a complete marker carries.
+    fn take_pending(&mut self, stream: Stream) -> Option<Step> {
+        let i = stream as usize;
+        {
+            if self.finished[i].is_some() || self.pending[i].is_empty() {
+                return None;
+            }
+            let buffer = &mut self.pending[i];
+            if let Some(at) = find(buffer, &self.marker) {
+                let rest = &buffer[at + self.marker.len()..];
+                if let Some(end) = find(rest, b"\x1e\n") {
+                    let status = std::str::from_utf8(&rest[..end]).ok().and_then(|s| s.parse().ok()).unwrap_or(-1);
+                    let output: Vec<u8> = buffer[..at].to_vec();
+                    let after = at + self.marker.len() + end + 2;
+                    buffer.drain(..after);
+                    self.finished[i] = Some(status);
+                    return (!output.is_empty()).then_some(Step::Output(stream, output));
+                }
+            }
+            // Hold back from a record separator that may start a marker.
+            let keep_from = match buffer.iter().rposition(|&b| b == 0x1e) {
+                Some(pos) if self.marker.starts_with(&buffer[pos..buffer.len().min(pos + self.marker.len())]) || find(&buffer[pos..], b"\n").is_none() => pos,
+                _ => buffer.len(),
+            };
+            if keep_from > 0 {
+                let output: Vec<u8> = buffer.drain(..keep_from).collect();
+                return Some(Step::Output(stream, output));
+            }
+        }
+        None
+    }
+
+    /// Ends the kernel: closes its input, then kills its process group.
+    pub async fn shutdown(mut self) {
+        self.control = None;
+        if let Some(pid) = self.pid() {
+            crate::procs::signal_group(pid, libc::SIGKILL);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait().await;
+        }
+    }
+}
+
+async fn pump(mut reader: impl tokio::io::AsyncRead + Unpin, stream: Stream, tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => {
+                let _ = tx.send((stream, None));
+                return;
+            }
+            Ok(n) => {
+                if tx.send((stream, Some(buffer[..n].to_vec()))).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// The loop a persistent kernel runs.
+fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
+    let marker = format!(r"printf '\036RB{nonce}:%s\036\n' ");
+    match interpreter {
+        Interpreter::Bash => format!(
+            "exec 3<&0 0</dev/null\n\
+             while IFS= read -r -d '' __rb_cmd <&3; do\n\
+             eval \"$__rb_cmd\"\n\
+             __rb_rc=$?\n\
+             {marker}\"$__rb_rc\"\n\
+             {marker}\"$__rb_rc\" >&2\n\
+             done\n"
+        ),
+        Interpreter::Sh | Interpreter::Zsh => format!(
+            "exec 3<&0 0</dev/null\n\
+             while IFS= read -r __rb_n <&3; do\n\
+             __rb_cmd=$(head -c \"$__rb_n\" <&3)\n\
+             eval \"$__rb_cmd\"\n\
+             __rb_rc=$?\n\
+             {marker}\"$__rb_rc\"\n\
+             {marker}\"$__rb_rc\" >&2\n\
+             done\n"
+        ),
+        Interpreter::Python => format!(
+            r#"
+import os, sys, traceback
+__rb_ctl = os.fdopen(os.dup(0), "rb", buffering=0)
+__rb_null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(__rb_null, 0)
+sys.stdin = open(os.devnull)
+def __rb_run(code, cwd=None):
+    before = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        exec(compile(code, "<cell>", "exec"), __rb_globals)
+    finally:
+        if cwd is not None:
+            os.chdir(before)
+__rb_globals = {{"__name__": "__main__", "__rb_run": __rb_run}}
+def __rb_read(n):
+    data = b""
+    while len(data) < n:
+        chunk = __rb_ctl.read(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+while True:
+    header = b""
+    while not header.endswith(b"\n"):
+        c = __rb_ctl.read(1)
+        if not c:
+            sys.exit(0)
+        header += c
+    code = __rb_read(int(header)).decode()
+    rc = 0
+    try:
+        exec(compile(code, "<cell>", "exec"), __rb_globals)
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    mark = ("\x1eRB{nonce}:%d\x1e\n" % rc).encode()
+    os.write(1, mark)
+    os.write(2, mark)
+"#
+        ),
+        Interpreter::Pwsh => String::new(),
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.finish()
+}

@@ -1,0 +1,109 @@
+//! Process-tree control: signalling a cell's process group, adopting
+//! orphans as a subreaper, and making sure nothing outlives the run.
+
+use std::collections::HashMap;
+use std::fs;
+
+/// Makes this process the reaper of its orphaned descendants, so a child
+/// that daemonises (double fork, `setsid`) stays findable and killable.
+pub fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and
+    // only changes this process's own attribute.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Sends `signal` to every process in group `pgid`.
+pub fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals a process group; it
+        // has no memory effects in this process.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+/// One row of the process table.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    zombie: bool,
+}
+
+/// Every process visible in /proc.
+fn processes() -> Vec<Proc> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name is in parentheses and may hold spaces.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let mut fields = after.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            Some(Proc {
+                pid,
+                ppid,
+                zombie: state == "Z" || state == "X",
+            })
+        })
+        .collect()
+}
+
+/// All live descendants of this process.
+pub fn descendants() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for proc in processes().into_iter().filter(|p| !p.zombie) {
+        children.entry(proc.ppid).or_default().push(proc.pid);
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![me];
+    while let Some(pid) = queue.pop() {
+        for &kid in children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
+            found.push(kid);
+            queue.push(kid);
+        }
+    }
+    found
+}
+
+/// SIGKILLs every descendant except `keep`, then reaps the orphans this
+/// process adopted (never `keep`, which their owners wait for).
+pub fn kill_descendants(keep: &[i32]) {
+    for _ in 0..3 {
+        let victims: Vec<i32> = descendants().into_iter().filter(|p| !keep.contains(p)).collect();
+        if victims.is_empty() {
+            break;
+        }
+        for &pid in &victims {
+            // SAFETY: kill(2) on a pid; no memory effects here.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        reap_orphans(keep);
+    }
+    reap_orphans(keep);
+}
+
+/// Collects exit statuses of adopted orphans so they leave no zombies.
+fn reap_orphans(keep: &[i32]) {
+    let me = std::process::id() as i32;
+    for proc in processes() {
+        if proc.ppid == me && proc.zombie && !keep.contains(&proc.pid) {
+            let mut status = 0;
+            // SAFETY: waitpid on a zombie child of ours, WNOHANG.
+            unsafe {
+                libc::waitpid(proc.pid, &mut status, libc::WNOHANG);
+            }
+        }
+    }
+}

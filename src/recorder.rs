@@ -1,0 +1,126 @@
+//! The document sink: records each finished cell's output block and writes
+//! the document atomically, a few times a second at most, and always on a
+//! failure and at the end.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::document::Runbook;
+use crate::events::{Event, Sink};
+use crate::writer::{apply, Edit, Output};
+
+/// Least time between two writes of the document.
+const MIN_INTERVAL: Duration = Duration::from_millis(300);
+
+pub struct Recorder {
+    source: String,
+    runbook: Runbook,
+    target: PathBuf,
+    /// The bytes the target should hold now; a difference means someone
+    /// else changed it during the run. `None` when the target is a new file.
+    expected_on_disk: Option<Vec<u8>>,
+    edits: BTreeMap<usize, Option<Output>>,
+    dirty: bool,
+    last_write: Option<Instant>,
+    pub error: Option<String>,
+}
+
+impl Recorder {
+    /// Records into `target`: the runbook itself, or `--output FILE`.
+    pub fn new(source: String, runbook: Runbook, target: PathBuf, in_place: bool) -> Recorder {
+        let expected_on_disk = in_place.then(|| source.clone().into_bytes());
+        Recorder {
+            source,
+            runbook,
+            target,
+            expected_on_disk,
+            edits: BTreeMap::new(),
+            dirty: true,
+            last_write: None,
+            error: None,
+        }
+    }
+
+    /// The document as it stands with the outputs recorded so far.
+    pub fn document(&self) -> String {
+        let edits: Vec<Edit> = self
+            .edits
+            .iter()
+            .map(|(&cell, output)| Edit {
+                cell,
+                output: output.clone(),
+            })
+            .collect();
+        apply(&self.source, &self.runbook, &edits)
+    }
+
+    pub fn flush(&mut self) {
+        if !self.dirty || self.error.is_some() {
+            return;
+        }
+        let contents = self.document().into_bytes();
+        if let Some(expected) = &self.expected_on_disk {
+            match std::fs::read(&self.target) {
+                Ok(current) if &current == expected => {}
+                _ => {
+                    self.error = Some(format!(
+                        "{} changed on disk during the run; outputs were not written (use --output FILE to write them elsewhere)",
+                        self.target.display()
+                    ));
+                    return;
+                }
+            }
+        }
+        match crate::atomic::write_if_changed(&self.target, &contents) {
+            Ok(_) => {
+                if self.expected_on_disk.is_some() {
+                    self.expected_on_disk = Some(contents);
+                }
+                self.dirty = false;
+                self.last_write = Some(Instant::now());
+            }
+            Err(e) => self.error = Some(format!("{}: {e}", self.target.display())),
+        }
+    }
+
+    fn flush_if_due(&mut self) {
+        if self.dirty && self.last_write.is_none_or(|at| at.elapsed() >= MIN_INTERVAL) {
+            self.flush();
+        }
+    }
+}
+
+impl Sink for Recorder {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::CellFinished {
+                index,
+                status,
+                exit,
+                recorded: Some(text),
+                ..
+            } => {
+                let output = (!text.is_empty() || *exit != 0).then(|| Output {
+                    text: text.clone(),
+                    exit: *exit,
+                });
+                if self.edits.get(index) != Some(&output) {
+                    self.edits.insert(*index, output);
+                    self.dirty = true;
+                }
+                if status.is_failure() {
+                    self.flush();
+                } else {
+                    self.flush_if_due();
+                }
+            }
+            Event::RunFinished { .. } => self.flush(),
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self) {
+        self.flush_if_due();
+    }
+}

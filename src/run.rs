@@ -1,0 +1,253 @@
+//! `runbook run`: checks a runbook, then executes it with the terminal,
+//! JSON and document sinks attached.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use regex::Regex;
+
+use crate::analysis::undefined_variables;
+use crate::cli::RunArgs;
+use crate::diagnostic::Diagnostic;
+use crate::document::{CellKind, TOOL_TAGS};
+use crate::error::{Error, Result, EXIT_FAILED, EXIT_INTERRUPTED};
+use crate::events::{JsonSink, RunStatus, Sink};
+use crate::executor::{execute, Emitter, Options, Plan};
+use crate::loader::{load, Loaded};
+use crate::output::Limits;
+use crate::recorder::Recorder;
+use crate::template::{environment, render, template_variables};
+use crate::terminal::Terminal;
+use crate::tools::find_on_path;
+use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
+
+pub fn run(args: &RunArgs) -> Result<i32> {
+    let loaded = load(&args.file)?;
+    let vars = starting_vars(&loaded, args)?;
+    let cells: Vec<usize> = (0..loaded.runbook.cells.len()).collect();
+    let defined: BTreeSet<String> = vars.names().into_iter().collect();
+    let mut diagnostics = undefined_variables(&loaded.source, &loaded.runbook, &cells, &defined);
+    diagnostics.extend(preflight(&loaded, &cells, args.yes, None));
+    if !diagnostics.is_empty() {
+        return Err(document_error(&loaded, diagnostics));
+    }
+    if args.dry_run {
+        print!("{}", dry_run(&loaded, &cells, &vars));
+        return Ok(0);
+    }
+    let options = Options {
+        limits: match &args.max_output {
+            Some(text) => Limits::parse(text).map_err(Error::Usage)?,
+            None => Limits::default(),
+        },
+        yes: args.yes,
+        redactions: redactions(&loaded)?,
+        ..Options::default()
+    };
+    let plan = Plan {
+        file: loaded.display(),
+        runbook: &loaded.runbook,
+        folder: loaded.folder(),
+        cells,
+    };
+    let live = !args.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut terminal = Terminal::new(live);
+    let mut json = JsonSink;
+    let mut recorder = recorder(&loaded, args);
+    let mut sinks: Vec<&mut dyn Sink> = Vec::new();
+    if args.json {
+        sinks.push(&mut json);
+    } else {
+        sinks.push(&mut terminal);
+    }
+    if let Some(recorder) = recorder.as_mut() {
+        sinks.push(recorder);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let outcome = runtime.block_on(execute(&plan, vars, &options, Emitter { sinks }));
+    if let Some(error) = recorder.and_then(|r| r.error) {
+        eprintln!("error: {error}");
+        return Ok(EXIT_FAILED);
+    }
+    Ok(match outcome.status {
+        RunStatus::Passed => 0,
+        RunStatus::Failed => EXIT_FAILED,
+        RunStatus::Interrupted => EXIT_INTERRUPTED,
+    })
+}
+
+fn recorder(loaded: &Loaded, args: &RunArgs) -> Option<Recorder> {
+    if args.no_write {
+        return None;
+    }
+    let (target, in_place): (PathBuf, bool) = match &args.output {
+        Some(path) => (path.clone(), false),
+        None => (loaded.path.clone(), true),
+    };
+    Some(Recorder::new(loaded.source.clone(), loaded.runbook.clone(), target, in_place))
+}
+
+pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {
+    Error::Document {
+        path: loaded.display(),
+        source_text: loaded.source.clone(),
+        diagnostics,
+    }
+}
+
+/// Params, `--params` files, `--set` and `--secret`, combined.
+fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
+    let mut overrides = Overrides::default();
+    for file in &args.params {
+        overrides.values.extend(read_params_file(file).map_err(Error::Usage)?);
+    }
+    for assignment in &args.set {
+        let (name, value) = parse_assignment(assignment).map_err(|e| Error::Usage(format!("--set: {e}")))?;
+        overrides.values.push((name, serde_json::Value::String(value)));
+    }
+    for assignment in &args.secret {
+        let (name, value) = parse_assignment(assignment).map_err(|e| Error::Usage(format!("--secret: {e}")))?;
+        overrides.secrets.push((name, value));
+    }
+    let mut vars = initial(&loaded.runbook.settings, &overrides).map_err(|error| {
+        let span = param_span(loaded, &error.name);
+        document_error(
+            loaded,
+            vec![Diagnostic::error(format!("param {}: {}", error.name, error.message), span)
+                .help("a param may use only the params above it")],
+        )
+    })?;
+    // Secrets named in the front matter may come from the caller's environment.
+    for name in &loaded.runbook.settings.secrets {
+        if !vars.contains(name) {
+            if let Ok(value) = std::env::var(name) {
+                vars.set(name, serde_json::Value::String(value), true);
+            }
+        }
+    }
+    Ok(vars)
+}
+
+fn param_span(loaded: &Loaded, name: &str) -> std::ops::Range<usize> {
+    let front = loaded.runbook.front_matter.clone().unwrap_or(0..0);
+    let text = &loaded.source[front.clone()];
+    let needle = format!("{name}:");
+    match text.find(&needle) {
+        Some(at) => front.start + at..front.start + at + name.len(),
+        None => front,
+    }
+}
+
+/// Problems that would stop the run part way: missing interpreters and
+/// tools, `confirm` cells with nobody to ask, secrets bound for a file.
+pub fn preflight(loaded: &Loaded, cells: &[usize], yes: bool, path: Option<&str>) -> Vec<Diagnostic> {
+    let runbook = &loaded.runbook;
+    let mut diagnostics = Vec::new();
+    let mut reported = BTreeSet::new();
+    let secrets: BTreeSet<&str> = runbook
+        .settings
+        .secrets
+        .iter()
+        .map(String::as_str)
+        .chain(
+            runbook
+                .cells
+                .iter()
+                .filter_map(|c| c.options.capture.as_ref().filter(|cap| cap.secret).map(|cap| cap.name.as_str())),
+        )
+        .collect();
+    for &i in cells {
+        let cell = &runbook.cells[i];
+        if cell.options.skip {
+            continue;
+        }
+        let span = cell.info_span.clone();
+        match &cell.kind {
+            CellKind::Code { interpreter } => {
+                let mut programs = vec![interpreter.program().to_string()];
+                if TOOL_TAGS.contains(&cell.lang.as_str()) {
+                    programs.push(cell.lang.clone());
+                }
+                for program in programs {
+                    if find_on_path(&program, path).is_none() && reported.insert(program.clone()) {
+                        diagnostics.push(
+                            Diagnostic::error(format!("`{program}` is not on PATH; cell {} needs it", cell.name()), span.clone())
+                                .help(format!("install {program}, or replay recorded calls with --replay DIR")),
+                        );
+                    }
+                }
+                if cell.options.confirm && !yes && !std::io::stdin().is_terminal() {
+                    diagnostics.push(
+                        Diagnostic::error(format!("cell {} asks for confirmation, but there is no terminal to ask on", cell.name()), span.clone())
+                            .help("pass --yes to answer yes"),
+                    );
+                }
+            }
+            CellKind::File { path, .. } => {
+                let used = template_variables(&cell.body).unwrap_or_default();
+                for name in used.iter().filter(|n| secrets.contains(n.as_str())) {
+                    diagnostics.push(
+                        Diagnostic::error(format!("file cell would write secret {name} to {path}"), span.clone())
+                            .help("secrets are never written to disk: pass it from a shell cell instead, e.g. `kubectl create secret ... --from-literal`"),
+                    );
+                }
+            }
+        }
+    }
+    for tool in &runbook.settings.requires {
+        if find_on_path(tool, path).is_none() && reported.insert(tool.clone()) {
+            let span = loaded.runbook.front_matter.clone().unwrap_or(0..0);
+            diagnostics.push(
+                Diagnostic::error(format!("required tool `{tool}` is not on PATH"), span)
+                    .help("install it, or replay recorded calls with --replay DIR"),
+            );
+        }
+    }
+    diagnostics
+}
+
+fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
+    loaded
+        .runbook
+        .settings
+        .redact
+        .iter()
+        .map(|rule| {
+            Regex::new(&rule.regex).map(|re| (re, rule.with.clone())).map_err(|e| {
+                let span = param_span(loaded, "redact");
+                document_error(loaded, vec![Diagnostic::error(format!("invalid redact regex: {e}"), span)])
+            })
+        })
+        .collect()
+}
+
+/// Every cell as it would run, captures shown as `<NAME>`, secrets masked.
+pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
+    let env = environment();
+    let mut vars = vars.clone();
+    let masker = vars.masker();
+    let mut out = String::new();
+    for &i in cells {
+        let cell = &loaded.runbook.cells[i];
+        let (what, shell) = match &cell.kind {
+            CellKind::Code { interpreter } => (cell.lang.clone(), interpreter.is_posix_shell()),
+            CellKind::File { path, .. } => (format!("file {path}"), false),
+        };
+        let skip = if cell.options.skip { ", skipped" } else { "" };
+        out.push_str(&format!("# cell {} ({what}{skip}), {}:{}\n", cell.name(), loaded.display(), cell.line));
+        let rendered = render(&env, &cell.body, &vars.template_values(), shell).unwrap_or_else(|e| format!("<template error: {}>\n", e.message));
+        out.push_str(&masker.mask(&rendered));
+        if !rendered.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push('\n');
+        if let Some(capture) = &cell.options.capture {
+            vars.set(&capture.name, serde_json::Value::String(format!("<{}>", capture.name)), false);
+        }
+    }
+    out
+}

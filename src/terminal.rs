@@ -1,0 +1,120 @@
+//! The live terminal display: cell output streamed as it comes, with a
+//! status line (cell, spinner, elapsed time) on a terminal, plain header and
+//! result lines otherwise (or with `NO_COLOR`).
+
+use std::io::Write;
+use std::time::Instant;
+
+use crate::duration::format_duration;
+use crate::events::{Event, Sink, Status};
+use crate::kernel::Stream;
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+pub struct Terminal {
+    /// Redraw a status line instead of printing plain lines.
+    live: bool,
+    total: usize,
+    done: usize,
+    current: Option<(String, Instant)>,
+    frame: usize,
+    /// Whether the cell's last output chunk ended without a newline.
+    open_line: [bool; 2],
+}
+
+impl Terminal {
+    pub fn new(live: bool) -> Terminal {
+        Terminal {
+            live,
+            total: 0,
+            done: 0,
+            current: None,
+            frame: 0,
+            open_line: [false, false],
+        }
+    }
+
+    fn clear_status(&self) {
+        if self.live && self.current.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
+    fn draw_status(&mut self) {
+        if let (true, Some((name, started))) = (self.live, &self.current) {
+            self.frame = (self.frame + 1) % SPINNER.len();
+            eprint!(
+                "\r\x1b[2K{} [{}/{}] {name} {}",
+                SPINNER[self.frame],
+                self.done + 1,
+                self.total,
+                format_duration(std::time::Duration::from_millis(started.elapsed().as_millis() as u64 / 100 * 100))
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn finish_open_lines(&mut self) {
+        if self.open_line[0] {
+            println!();
+        }
+        if self.open_line[1] {
+            eprintln!();
+        }
+        self.open_line = [false, false];
+    }
+}
+
+impl Sink for Terminal {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { cells, .. } => self.total = *cells,
+            Event::CellStarted { name, lang, attempt, .. } => {
+                let label = if *attempt > 1 { format!("{name} ({lang}, try {attempt})") } else { format!("{name} ({lang})") };
+                if self.live {
+                    self.current = Some((label, Instant::now()));
+                    self.draw_status();
+                } else {
+                    eprintln!("==> [{}/{}] {label}", self.done + 1, self.total);
+                }
+            }
+            Event::Output { stream, text, .. } => {
+                self.clear_status();
+                let open = !text.ends_with('\n');
+                match stream {
+                    Stream::Stdout => {
+                        print!("{text}");
+                        let _ = std::io::stdout().flush();
+                    }
+                    Stream::Stderr => eprint!("{text}"),
+                }
+                self.open_line[*stream as usize] = open;
+                self.draw_status();
+            }
+            Event::CellFinished { name, status, exit, duration_ms, message, .. } => {
+                self.clear_status();
+                self.finish_open_lines();
+                self.current = None;
+                self.done += 1;
+                let took = format_duration(std::time::Duration::from_millis(*duration_ms));
+                let (mark, what) = match status {
+                    Status::Passed => ("ok", String::new()),
+                    Status::Skipped => ("skipped", String::new()),
+                    Status::Failed => ("FAILED", format!(" exit {exit}")),
+                    Status::TimedOut => ("TIMED OUT", String::new()),
+                    Status::Interrupted => ("INTERRUPTED", String::new()),
+                };
+                let detail = message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+                eprintln!("<== {name}: {mark}{what} ({took}){detail}");
+            }
+            Event::RunFinished { passed, failed, skipped, duration_ms, .. } => {
+                let took = format_duration(std::time::Duration::from_millis(*duration_ms));
+                eprintln!("{passed} passed, {failed} failed, {skipped} skipped ({took})");
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.draw_status();
+    }
+}
