@@ -67,24 +67,30 @@ pub fn undefined_variables(
                     let line = cell.line + line_of_use(&cell.body, name).unwrap_or(1);
                     let span = span_in_line(source, &index, line, name);
                     let so_far: Vec<&str> = defined.iter().map(String::as_str).collect();
-                    let so_far = if so_far.is_empty() { "none".to_string() } else { so_far.join(", ") };
+                    let so_far = if so_far.is_empty() {
+                        "none".to_string()
+                    } else {
+                        so_far.join(", ")
+                    };
                     let mut diagnostic = Diagnostic::error(
                         format!("undefined variable {name} (defined so far: {so_far})"),
                         span,
                     )
                     .label("used here");
-                    if let Some(definer) = runbook
-                        .cells
-                        .iter()
-                        .find(|c| c.options.capture.as_ref().is_some_and(|cap| &cap.name == name))
-                    {
+                    if let Some(definer) = runbook.cells.iter().find(|c| {
+                        c.options
+                            .capture
+                            .as_ref()
+                            .is_some_and(|cap| &cap.name == name)
+                    }) {
                         diagnostic = diagnostic.help(format!(
                             "{name} is captured by cell {} on line {}, which runs later",
                             definer.name(),
                             definer.line
                         ));
                     } else {
-                        diagnostic = diagnostic.help(format!("define it as a param, or pass --set {name}=VALUE"));
+                        diagnostic = diagnostic
+                            .help(format!("define it as a param, or pass --set {name}=VALUE"));
                     }
                     diagnostics.push(diagnostic);
                 }
@@ -106,7 +112,12 @@ pub fn undefined_variables(
 }
 
 /// The span of `name` on a 1-based line, or of the whole line.
-fn span_in_line(source: &str, index: &LineIndex, line: usize, name: &str) -> std::ops::Range<usize> {
+fn span_in_line(
+    source: &str,
+    index: &LineIndex,
+    line: usize,
+    name: &str,
+) -> std::ops::Range<usize> {
     let start = index.offset_of_line(line);
     let end = crate::lines::line_end(source, start);
     match source[start..end].find(name) {

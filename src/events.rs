@@ -18,7 +18,10 @@ pub enum Status {
 
 impl Status {
     pub fn is_failure(self) -> bool {
-        matches!(self, Status::Failed | Status::TimedOut | Status::Interrupted)
+        matches!(
+            self,
+            Status::Failed | Status::TimedOut | Status::Interrupted
+        )
     }
 }
 

@@ -93,7 +93,11 @@ struct Interrupts {
 
 impl Interrupts {
     fn new() -> Interrupts {
-        let kinds = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()];
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ];
         Interrupts {
             signals: kinds.into_iter().filter_map(|k| signal(k).ok()).collect(),
         }
@@ -130,8 +134,36 @@ mod futures {
         }
     }
 
-    pub fn select_all_compat<F: Future>(futures: impl Iterator<Item = Pin<Box<F>>>) -> SelectAll<F> {
-        SelectAll { inner: futures.collect() }
+    pub fn select_all_compat<F: Future>(
+        futures: impl Iterator<Item = Pin<Box<F>>>,
+    ) -> SelectAll<F> {
+        SelectAll {
+            inner: futures.collect(),
+        }
+    }
+}
+
+/// What a cell's end reports.
+struct Ending {
+    status: Status,
+    exit: i32,
+    recorded: Option<String>,
+    message: Option<String>,
+}
+
+impl Ending {
+    fn new(status: Status, exit: i32) -> Ending {
+        Ending {
+            status,
+            exit,
+            recorded: None,
+            message: None,
+        }
+    }
+
+    fn message(mut self, message: impl Into<String>) -> Ending {
+        self.message = Some(message.into());
+        self
     }
 }
 
@@ -184,7 +216,12 @@ struct Executor<'a, 's> {
 }
 
 /// Runs the plan. Every process started is gone when this returns.
-pub async fn execute(plan: &Plan<'_>, vars: Vars, options: &Options, emitter: Emitter<'_>) -> Outcome {
+pub async fn execute(
+    plan: &Plan<'_>,
+    vars: Vars,
+    options: &Options,
+    emitter: Emitter<'_>,
+) -> Outcome {
     crate::procs::become_subreaper();
     let masker = vars.masker();
     let mut executor = Executor {
@@ -244,7 +281,13 @@ impl Executor<'_, '_> {
         status
     }
 
-    fn finished(&mut self, cell: &Cell, index: usize, status: Status, exit: i32, started: Instant, recorded: Option<String>, message: Option<String>) -> Status {
+    fn finished(&mut self, cell: &Cell, index: usize, started: Instant, ending: Ending) -> Status {
+        let Ending {
+            status,
+            exit,
+            recorded,
+            message,
+        } = ending;
         let captured = match (&cell.options.capture, status) {
             (Some(capture), Status::Passed) => vec![capture.name.clone()],
             _ => Vec::new(),
@@ -266,14 +309,14 @@ impl Executor<'_, '_> {
     async fn cell(&mut self, index: usize, cell: &Cell) -> Status {
         let started = Instant::now();
         if cell.options.skip {
-            return self.finished(cell, index, Status::Skipped, 0, started, None, None);
+            return self.finished(cell, index, started, Ending::new(Status::Skipped, 0));
         }
         let interpreter = match &cell.kind {
             CellKind::File { path, mode } => {
                 let result = self.write_file(cell, path, *mode);
-                let (status, message) = match result {
-                    Ok(()) => (Status::Passed, None),
-                    Err(message) => (Status::Failed, Some(message)),
+                let ending = match result {
+                    Ok(()) => Ending::new(Status::Passed, 0),
+                    Err(message) => Ending::new(Status::Failed, 1).message(message),
                 };
                 self.emitter.emit(Event::CellStarted {
                     index,
@@ -283,22 +326,44 @@ impl Executor<'_, '_> {
                     rendered: format!("write {path}"),
                     attempt: 1,
                 });
-                return self.finished(cell, index, status, i32::from(status != Status::Passed), started, None, message);
+                return self.finished(cell, index, started, ending);
             }
             CellKind::Code { interpreter } => *interpreter,
         };
-        let code = match render(&self.env, &cell.body, &self.vars.template_values(), interpreter.is_posix_shell()) {
+        let code = match render(
+            &self.env,
+            &cell.body,
+            &self.vars.template_values(),
+            interpreter.is_posix_shell(),
+        ) {
             Ok(code) => code,
             Err(error) => {
                 let line = cell.line + error.line.unwrap_or(1);
-                let message = format!("cell {} (line {line}): template error: {}", cell.name(), error.message);
-                return self.finished(cell, index, Status::Failed, 2, started, Some(message.clone()), Some(message));
+                let message = format!(
+                    "cell {} (line {line}): template error: {}",
+                    cell.name(),
+                    error.message
+                );
+                let ending = Ending {
+                    recorded: Some(message.clone()),
+                    ..Ending::new(Status::Failed, 2).message(message)
+                };
+                return self.finished(cell, index, started, ending);
             }
         };
         if cell.options.confirm && !self.options.yes && !confirm(cell) {
-            return self.finished(cell, index, Status::Skipped, 0, started, None, Some("not confirmed".into()));
+            return self.finished(
+                cell,
+                index,
+                started,
+                Ending::new(Status::Skipped, 0).message("not confirmed"),
+            );
         }
-        let cwd = cell.options.cwd.as_ref().map(|dir| self.plan.folder.join(dir));
+        let cwd = cell
+            .options
+            .cwd
+            .as_ref()
+            .map(|dir| self.plan.folder.join(dir));
         let mut attempt_number = 1;
         let attempt = loop {
             self.emitter.emit(Event::CellStarted {
@@ -309,12 +374,15 @@ impl Executor<'_, '_> {
                 rendered: self.masker.mask(&code),
                 attempt: attempt_number,
             });
-            let attempt = self.attempt(index, cell, interpreter, &code, cwd.as_deref()).await;
+            let attempt = self
+                .attempt(index, cell, interpreter, &code, cwd.as_deref())
+                .await;
             let succeeded = match attempt.end {
                 End::Done(exit) | End::Exited(exit) => cell.options.expect.accepts(exit),
                 End::TimedOut | End::Interrupted => false,
             };
-            if succeeded || attempt.end == End::Interrupted || attempt_number > cell.options.retries {
+            if succeeded || attempt.end == End::Interrupted || attempt_number > cell.options.retries
+            {
                 break attempt;
             }
             attempt_number += 1;
@@ -327,17 +395,39 @@ impl Executor<'_, '_> {
     }
 
     /// Turns an attempt into the cell's result: capture, recorded text.
-    fn conclude(&mut self, index: usize, cell: &Cell, attempt: Attempt, started: Instant) -> Status {
+    fn conclude(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        attempt: Attempt,
+        started: Instant,
+    ) -> Status {
         let (mut status, exit, note) = match attempt.end {
             End::Done(exit) | End::Exited(exit) => {
-                let status = if cell.options.expect.accepts(exit) { Status::Passed } else { Status::Failed };
+                let status = if cell.options.expect.accepts(exit) {
+                    Status::Passed
+                } else {
+                    Status::Failed
+                };
                 (status, exit, None)
             }
             End::TimedOut => {
-                let limit = cell.options.timeout.map(format_duration).unwrap_or_default();
-                (Status::TimedOut, EXIT_TIMED_OUT, Some(format!("timed out after {limit}")))
+                let limit = cell
+                    .options
+                    .timeout
+                    .map(format_duration)
+                    .unwrap_or_default();
+                (
+                    Status::TimedOut,
+                    EXIT_TIMED_OUT,
+                    Some(format!("timed out after {limit}")),
+                )
             }
-            End::Interrupted => (Status::Interrupted, EXIT_INTERRUPTED, Some("interrupted".to_string())),
+            End::Interrupted => (
+                Status::Interrupted,
+                EXIT_INTERRUPTED,
+                Some("interrupted".to_string()),
+            ),
         };
         let mut message = note.clone();
         if status == Status::Passed {
@@ -349,7 +439,10 @@ impl Executor<'_, '_> {
                         Ok(value) => Some(value),
                         Err(e) => {
                             status = Status::Failed;
-                            message = Some(format!("capture-json={}: stdout is not JSON ({e})", capture.name));
+                            message = Some(format!(
+                                "capture-json={}: stdout is not JSON ({e})",
+                                capture.name
+                            ));
                             None
                         }
                     }
@@ -363,6 +456,16 @@ impl Executor<'_, '_> {
                     self.vars.set(&capture.name, value, capture.secret);
                 }
             }
+        }
+        if cell.options.capture.as_ref().is_some_and(|c| c.secret) && !attempt.combined.is_empty() {
+            let text = self
+                .masker
+                .mask(&String::from_utf8_lossy(&attempt.combined));
+            self.emitter.emit(Event::Output {
+                index,
+                stream: Stream::Stdout,
+                text,
+            });
         }
         let recorded = cell.options.record_output.then(|| {
             let mut raw = String::from_utf8_lossy(&attempt.combined).into_owned();
@@ -378,8 +481,18 @@ impl Executor<'_, '_> {
             }
             text
         });
-        let exit = if status == Status::Failed && exit == 0 { 1 } else { exit };
-        self.finished(cell, index, status, exit, started, recorded, message)
+        let exit = if status == Status::Failed && exit == 0 {
+            1
+        } else {
+            exit
+        };
+        let ending = Ending {
+            status,
+            exit,
+            recorded,
+            message,
+        };
+        self.finished(cell, index, started, ending)
     }
 
     async fn kernel(&mut self, interpreter: Interpreter) -> std::io::Result<&mut Kernel> {
@@ -398,10 +511,20 @@ impl Executor<'_, '_> {
     }
 
     fn env_vars(&self) -> BTreeMap<String, String> {
-        self.vars.iter().map(|(k, v)| (k.clone(), v.env_text())).collect()
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.env_text()))
+            .collect()
     }
 
-    async fn attempt(&mut self, index: usize, cell: &Cell, interpreter: Interpreter, code: &str, cwd: Option<&Path>) -> Attempt {
+    async fn attempt(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        interpreter: Interpreter,
+        code: &str,
+        cwd: Option<&Path>,
+    ) -> Attempt {
         let mut attempt = Attempt {
             end: End::Done(0),
             stdout: Vec::new(),
@@ -424,13 +547,22 @@ impl Executor<'_, '_> {
             self.drop_kernel(interpreter).await;
             return attempt;
         }
-        let deadline = cell.options.timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = cell
+            .options
+            .timeout
+            .map(|t| tokio::time::Instant::now() + t);
+        // A cell capturing a secret is shown only once the secret is known
+        // and can be masked.
+        let hold = cell.options.capture.as_ref().is_some_and(|c| c.secret);
         let mut lines = Lines::default();
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         let mut stopping: Option<(End, tokio::time::Instant)> = None;
         loop {
             let kill_at = stopping.map(|(_, at)| at);
-            let kernel = self.kernels.get_mut(interpreter.program()).expect("kernel running");
+            let kernel = self
+                .kernels
+                .get_mut(interpreter.program())
+                .expect("kernel running");
             tokio::select! {
                 step = kernel.next() => match step {
                     Step::Output(stream, bytes) => {
@@ -438,7 +570,7 @@ impl Executor<'_, '_> {
                             attempt.stdout.extend_from_slice(&bytes);
                         }
                         attempt.combined.extend_from_slice(&bytes);
-                        if let Some(text) = lines.push(stream, &bytes) {
+                        if let Some(text) = lines.push(stream, &bytes).filter(|_| !hold) {
                             let text = self.masker.mask(&text);
                             self.emitter.emit(Event::Output { index, stream, text });
                         }
@@ -475,12 +607,19 @@ impl Executor<'_, '_> {
             }
         }
         for stream in [Stream::Stdout, Stream::Stderr] {
-            if let Some(text) = lines.flush(stream) {
+            if let Some(text) = lines.flush(stream).filter(|_| !hold) {
                 let text = self.masker.mask(&text);
-                self.emitter.emit(Event::Output { index, stream, text });
+                self.emitter.emit(Event::Output {
+                    index,
+                    stream,
+                    text,
+                });
             }
         }
-        if matches!(attempt.end, End::Exited(_) | End::TimedOut | End::Interrupted) {
+        if matches!(
+            attempt.end,
+            End::Exited(_) | End::TimedOut | End::Interrupted
+        ) {
             self.drop_kernel(interpreter).await;
         }
         attempt
@@ -496,18 +635,25 @@ impl Executor<'_, '_> {
     }
 
     fn write_file(&mut self, cell: &Cell, path: &str, mode: Option<u32>) -> Result<(), String> {
-        let text = render(&self.env, &cell.body, &self.vars.template_values(), false).map_err(|e| {
-            let line = cell.line + e.line.unwrap_or(1);
-            format!("cell {} (line {line}): template error: {}", cell.name(), e.message)
-        })?;
+        let text =
+            render(&self.env, &cell.body, &self.vars.template_values(), false).map_err(|e| {
+                let line = cell.line + e.line.unwrap_or(1);
+                format!(
+                    "cell {} (line {line}): template error: {}",
+                    cell.name(),
+                    e.message
+                )
+            })?;
         let target = self.plan.folder.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        crate::atomic::write_if_changed(&target, text.as_bytes()).map_err(|e| format!("{}: {e}", target.display()))?;
+        crate::atomic::write_if_changed(&target, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", target.display()))?;
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", target.display()))?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", target.display()))?;
         }
         Ok(())
     }

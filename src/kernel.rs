@@ -108,7 +108,13 @@ impl Kernel {
             Interpreter::Zsh => command.args(["-f", "-c", program_arg]),
             Interpreter::Sh => command.args(["-c", program_arg]),
             Interpreter::Python => command.args(["-u", "-c", program_arg]),
-            Interpreter::Pwsh => command.args(["-NoLogo", "-NoProfile", "-NonInteractive", "-EncodedCommand", program_arg]),
+            Interpreter::Pwsh => command.args([
+                "-NoLogo",
+                "-NoProfile",
+                "-NonInteractive",
+                "-EncodedCommand",
+                program_arg,
+            ]),
         };
         command
             .current_dir(&launch.cwd)
@@ -132,7 +138,11 @@ impl Kernel {
         command
     }
 
-    fn attach(&mut self, mut command: Command, tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>) -> std::io::Result<()> {
+    fn attach(
+        &mut self,
+        mut command: Command,
+        tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>,
+    ) -> std::io::Result<()> {
         let mut child = command.spawn()?;
         self.control = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
@@ -147,7 +157,12 @@ impl Kernel {
     /// Starts running `code`; its output then comes from [`Kernel::next`].
     /// `env` is the environment the cell should see, `cwd` a folder to run
     /// this one cell in.
-    pub async fn run(&mut self, code: &str, env: &BTreeMap<String, String>, cwd: Option<&Path>) -> std::io::Result<()> {
+    pub async fn run(
+        &mut self,
+        code: &str,
+        env: &BTreeMap<String, String>,
+        cwd: Option<&Path>,
+    ) -> std::io::Result<()> {
         self.finished = [None, None];
         if !self.persistent {
             return self.run_once(code, env, cwd);
@@ -166,13 +181,21 @@ impl Kernel {
                 bytes
             }
         };
-        let control = self.control.as_mut().ok_or_else(|| std::io::Error::other("kernel has no control pipe"))?;
+        let control = self
+            .control
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("kernel has no control pipe"))?;
         control.write_all(&payload).await?;
         control.flush().await?;
         Ok(())
     }
 
-    fn run_once(&mut self, code: &str, env: &BTreeMap<String, String>, cwd: Option<&Path>) -> std::io::Result<()> {
+    fn run_once(
+        &mut self,
+        code: &str,
+        env: &BTreeMap<String, String>,
+        cwd: Option<&Path>,
+    ) -> std::io::Result<()> {
         use base64::Engine as _;
         let utf16: Vec<u8> = code.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
         let encoded = base64::engine::general_purpose::STANDARD.encode(utf16);
@@ -189,13 +212,21 @@ impl Kernel {
     /// The text sent to a persistent kernel for one cell: exports of
     /// changed variables, then the cell, run in `cwd` if given.
     fn script(&mut self, code: &str, env: &BTreeMap<String, String>, cwd: Option<&Path>) -> String {
-        let changed: Vec<(&String, &String)> = env.iter().filter(|(k, v)| self.exported.get(*k) != Some(*v)).collect();
+        let changed: Vec<(&String, &String)> = env
+            .iter()
+            .filter(|(k, v)| self.exported.get(*k) != Some(*v))
+            .collect();
         let mut script = String::new();
         if self.interpreter == Interpreter::Python {
             if !changed.is_empty() {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    changed.iter().map(|(k, v)| ((*k).clone(), serde_json::Value::from(v.as_str()))).collect();
-                script.push_str(&format!("__import__('os').environ.update({})\n", serde_json::Value::Object(map)));
+                let map: serde_json::Map<String, serde_json::Value> = changed
+                    .iter()
+                    .map(|(k, v)| ((*k).clone(), serde_json::Value::from(v.as_str())))
+                    .collect();
+                script.push_str(&format!(
+                    "__import__('os').environ.update({})\n",
+                    serde_json::Value::Object(map)
+                ));
             }
             match cwd {
                 Some(dir) => {
@@ -207,7 +238,10 @@ impl Kernel {
             }
         } else {
             for (name, value) in &changed {
-                script.push_str(&format!("export {name}={}\n", crate::template::shell_quote(value)));
+                script.push_str(&format!(
+                    "export {name}={}\n",
+                    crate::template::shell_quote(value)
+                ));
             }
             match cwd {
                 Some(dir) => {
@@ -245,7 +279,11 @@ impl Kernel {
                     None => -1,
                 };
                 self.control = None;
-                return if self.persistent { Step::Exited(status) } else { Step::Done(status) };
+                return if self.persistent {
+                    Step::Exited(status)
+                } else {
+                    Step::Done(status)
+                };
             }
             match self.chunks.recv().await {
                 Some((stream, Some(bytes))) => {
@@ -276,7 +314,10 @@ impl Kernel {
             if let Some(at) = find(buffer, &self.marker) {
                 let rest = &buffer[at + self.marker.len()..];
                 if let Some(end) = find(rest, b"\x1e\n") {
-                    let status = std::str::from_utf8(&rest[..end]).ok().and_then(|s| s.parse().ok()).unwrap_or(-1);
+                    let status = std::str::from_utf8(&rest[..end])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(-1);
                     let output: Vec<u8> = buffer[..at].to_vec();
                     let after = at + self.marker.len() + end + 2;
                     buffer.drain(..after);
@@ -286,7 +327,14 @@ impl Kernel {
             }
             // Hold back from a record separator that may start a marker.
             let keep_from = match buffer.iter().rposition(|&b| b == 0x1e) {
-                Some(pos) if self.marker.starts_with(&buffer[pos..buffer.len().min(pos + self.marker.len())]) || find(&buffer[pos..], b"\n").is_none() => pos,
+                Some(pos)
+                    if self
+                        .marker
+                        .starts_with(&buffer[pos..buffer.len().min(pos + self.marker.len())])
+                        || find(&buffer[pos..], b"\n").is_none() =>
+                {
+                    pos
+                }
                 _ => buffer.len(),
             };
             if keep_from > 0 {
@@ -309,7 +357,11 @@ impl Kernel {
     }
 }
 
-async fn pump(mut reader: impl tokio::io::AsyncRead + Unpin, stream: Stream, tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>) {
+async fn pump(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    stream: Stream,
+    tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>,
+) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         match reader.read(&mut buffer).await {
@@ -332,7 +384,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// The loop a persistent kernel runs.
@@ -413,6 +467,11 @@ while True:
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     hasher.finish()
 }

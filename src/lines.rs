@@ -32,7 +32,10 @@ impl LineIndex {
 
     /// Byte offset where a 1-based line starts (the end for lines past it).
     pub fn offset_of_line(&self, line: usize) -> usize {
-        self.starts.get(line.saturating_sub(1)).copied().unwrap_or(*self.starts.last().expect("one line"))
+        self.starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(*self.starts.last().expect("one line"))
     }
 
     /// Byte offset where the line holding `offset` starts.

@@ -28,8 +28,14 @@ impl Limits {
                 continue;
             }
             let lower = part.to_ascii_lowercase();
-            let (number, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
-            let number: usize = number.parse().map_err(|_| format!("invalid output limit `{part}`"))?;
+            let (number, unit) = lower.split_at(
+                lower
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(lower.len()),
+            );
+            let number: usize = number
+                .parse()
+                .map_err(|_| format!("invalid output limit `{part}`"))?;
             let scale = match unit {
                 "b" => 1,
                 "k" | "kb" | "kib" => 1024,
@@ -61,7 +67,11 @@ pub fn clean(raw: &str) -> String {
 pub fn block_text(raw: &str, limits: Limits) -> String {
     let cleaned = clean(raw);
     let text = cleaned.strip_suffix('\n').unwrap_or(&cleaned);
-    let lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
+    let lines: Vec<&str> = if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split('\n').collect()
+    };
     if lines.len() <= limits.lines && text.len() <= limits.bytes {
         return text.to_string();
     }
@@ -116,26 +126,53 @@ mod tests {
 
     #[test]
     fn strips_ansi_and_resolves_carriage_returns() {
-        assert_eq!(clean("\x1b[32mok\x1b[0m\r\nprogress 10%\rprogress 100%\n"), "ok\nprogress 100%\n");
+        assert_eq!(
+            clean("\x1b[32mok\x1b[0m\r\nprogress 10%\rprogress 100%\n"),
+            "ok\nprogress 100%\n"
+        );
     }
 
     #[test]
     fn caps_long_outputs_keeping_head_and_tail() {
         let raw: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
-        let text = block_text(&raw, Limits { lines: 10, bytes: 1 << 20 });
+        let text = block_text(
+            &raw,
+            Limits {
+                lines: 10,
+                bytes: 1 << 20,
+            },
+        );
         assert_eq!(
             text,
             "line 1\nline 2\nline 3\nline 4\nline 5\n[... 990 lines (8.6 KiB) left out ...]\nline 996\nline 997\nline 998\nline 999\nline 1000"
         );
-        let text = block_text(&"x".repeat(100), Limits { lines: 10, bytes: 10 });
+        let text = block_text(
+            &"x".repeat(100),
+            Limits {
+                lines: 10,
+                bytes: 10,
+            },
+        );
         assert_eq!(text, "[... 1 line (101 B) left out ...]");
         assert_eq!(block_text("a\nb\n", Limits::default()), "a\nb");
     }
 
     #[test]
     fn parses_limits() {
-        assert_eq!(Limits::parse("500").unwrap(), Limits { lines: 500, bytes: 65536 });
-        assert_eq!(Limits::parse("500,1MiB").unwrap(), Limits { lines: 500, bytes: 1 << 20 });
+        assert_eq!(
+            Limits::parse("500").unwrap(),
+            Limits {
+                lines: 500,
+                bytes: 65536
+            }
+        );
+        assert_eq!(
+            Limits::parse("500,1MiB").unwrap(),
+            Limits {
+                lines: 500,
+                bytes: 1 << 20
+            }
+        );
         assert_eq!(Limits::parse("2KiB").unwrap().bytes, 2048);
         assert!(Limits::parse("lots").is_err());
     }

@@ -78,7 +78,10 @@ pub fn descendants() -> Vec<i32> {
 /// process adopted (never `keep`, which their owners wait for).
 pub fn kill_descendants(keep: &[i32]) {
     for _ in 0..3 {
-        let victims: Vec<i32> = descendants().into_iter().filter(|p| !keep.contains(p)).collect();
+        let victims: Vec<i32> = descendants()
+            .into_iter()
+            .filter(|p| !keep.contains(p))
+            .collect();
         if victims.is_empty() {
             break;
         }

@@ -85,7 +85,11 @@ impl Recorder {
     }
 
     fn flush_if_due(&mut self) {
-        if self.dirty && self.last_write.is_none_or(|at| at.elapsed() >= MIN_INTERVAL) {
+        if self.dirty
+            && self
+                .last_write
+                .is_none_or(|at| at.elapsed() >= MIN_INTERVAL)
+        {
             self.flush();
         }
     }

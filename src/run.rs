@@ -51,7 +51,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         folder: loaded.folder(),
         cells,
     };
-    let live = !args.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let live =
+        !args.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut terminal = Terminal::new(live);
     let mut json = JsonSink;
     let mut recorder = recorder(&loaded, args);
@@ -88,7 +89,12 @@ fn recorder(loaded: &Loaded, args: &RunArgs) -> Option<Recorder> {
         Some(path) => (path.clone(), false),
         None => (loaded.path.clone(), true),
     };
-    Some(Recorder::new(loaded.source.clone(), loaded.runbook.clone(), target, in_place))
+    Some(Recorder::new(
+        loaded.source.clone(),
+        loaded.runbook.clone(),
+        target,
+        in_place,
+    ))
 }
 
 pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {
@@ -103,22 +109,30 @@ pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {
 fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
     let mut overrides = Overrides::default();
     for file in &args.params {
-        overrides.values.extend(read_params_file(file).map_err(Error::Usage)?);
+        overrides
+            .values
+            .extend(read_params_file(file).map_err(Error::Usage)?);
     }
     for assignment in &args.set {
-        let (name, value) = parse_assignment(assignment).map_err(|e| Error::Usage(format!("--set: {e}")))?;
-        overrides.values.push((name, serde_json::Value::String(value)));
+        let (name, value) =
+            parse_assignment(assignment).map_err(|e| Error::Usage(format!("--set: {e}")))?;
+        overrides
+            .values
+            .push((name, serde_json::Value::String(value)));
     }
     for assignment in &args.secret {
-        let (name, value) = parse_assignment(assignment).map_err(|e| Error::Usage(format!("--secret: {e}")))?;
+        let (name, value) =
+            parse_assignment(assignment).map_err(|e| Error::Usage(format!("--secret: {e}")))?;
         overrides.secrets.push((name, value));
     }
     let mut vars = initial(&loaded.runbook.settings, &overrides).map_err(|error| {
         let span = param_span(loaded, &error.name);
         document_error(
             loaded,
-            vec![Diagnostic::error(format!("param {}: {}", error.name, error.message), span)
-                .help("a param may use only the params above it")],
+            vec![
+                Diagnostic::error(format!("param {}: {}", error.name, error.message), span)
+                    .help("a param may use only the params above it"),
+            ],
         )
     })?;
     // Secrets named in the front matter may come from the caller's environment.
@@ -144,7 +158,12 @@ fn param_span(loaded: &Loaded, name: &str) -> std::ops::Range<usize> {
 
 /// Problems that would stop the run part way: missing interpreters and
 /// tools, `confirm` cells with nobody to ask, secrets bound for a file.
-pub fn preflight(loaded: &Loaded, cells: &[usize], yes: bool, path: Option<&str>) -> Vec<Diagnostic> {
+pub fn preflight(
+    loaded: &Loaded,
+    cells: &[usize],
+    yes: bool,
+    path: Option<&str>,
+) -> Vec<Diagnostic> {
     let runbook = &loaded.runbook;
     let mut diagnostics = Vec::new();
     let mut reported = BTreeSet::new();
@@ -153,12 +172,13 @@ pub fn preflight(loaded: &Loaded, cells: &[usize], yes: bool, path: Option<&str>
         .secrets
         .iter()
         .map(String::as_str)
-        .chain(
-            runbook
-                .cells
-                .iter()
-                .filter_map(|c| c.options.capture.as_ref().filter(|cap| cap.secret).map(|cap| cap.name.as_str())),
-        )
+        .chain(runbook.cells.iter().filter_map(|c| {
+            c.options
+                .capture
+                .as_ref()
+                .filter(|cap| cap.secret)
+                .map(|cap| cap.name.as_str())
+        }))
         .collect();
     for &i in cells {
         let cell = &runbook.cells[i];
@@ -175,15 +195,29 @@ pub fn preflight(loaded: &Loaded, cells: &[usize], yes: bool, path: Option<&str>
                 for program in programs {
                     if find_on_path(&program, path).is_none() && reported.insert(program.clone()) {
                         diagnostics.push(
-                            Diagnostic::error(format!("`{program}` is not on PATH; cell {} needs it", cell.name()), span.clone())
-                                .help(format!("install {program}, or replay recorded calls with --replay DIR")),
+                            Diagnostic::error(
+                                format!(
+                                    "`{program}` is not on PATH; cell {} needs it",
+                                    cell.name()
+                                ),
+                                span.clone(),
+                            )
+                            .help(format!(
+                                "install {program}, or replay recorded calls with --replay DIR"
+                            )),
                         );
                     }
                 }
                 if cell.options.confirm && !yes && !std::io::stdin().is_terminal() {
                     diagnostics.push(
-                        Diagnostic::error(format!("cell {} asks for confirmation, but there is no terminal to ask on", cell.name()), span.clone())
-                            .help("pass --yes to answer yes"),
+                        Diagnostic::error(
+                            format!(
+                                "cell {} asks for confirmation, but there is no terminal to ask on",
+                                cell.name()
+                            ),
+                            span.clone(),
+                        )
+                        .help("pass --yes to answer yes"),
                     );
                 }
             }
@@ -217,10 +251,18 @@ fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
         .redact
         .iter()
         .map(|rule| {
-            Regex::new(&rule.regex).map(|re| (re, rule.with.clone())).map_err(|e| {
-                let span = param_span(loaded, "redact");
-                document_error(loaded, vec![Diagnostic::error(format!("invalid redact regex: {e}"), span)])
-            })
+            Regex::new(&rule.regex)
+                .map(|re| (re, rule.with.clone()))
+                .map_err(|e| {
+                    let span = param_span(loaded, "redact");
+                    document_error(
+                        loaded,
+                        vec![Diagnostic::error(
+                            format!("invalid redact regex: {e}"),
+                            span,
+                        )],
+                    )
+                })
         })
         .collect()
 }
@@ -238,15 +280,25 @@ pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
             CellKind::File { path, .. } => (format!("file {path}"), false),
         };
         let skip = if cell.options.skip { ", skipped" } else { "" };
-        out.push_str(&format!("# cell {} ({what}{skip}), {}:{}\n", cell.name(), loaded.display(), cell.line));
-        let rendered = render(&env, &cell.body, &vars.template_values(), shell).unwrap_or_else(|e| format!("<template error: {}>\n", e.message));
+        out.push_str(&format!(
+            "# cell {} ({what}{skip}), {}:{}\n",
+            cell.name(),
+            loaded.display(),
+            cell.line
+        ));
+        let rendered = render(&env, &cell.body, &vars.template_values(), shell)
+            .unwrap_or_else(|e| format!("<template error: {}>\n", e.message));
         out.push_str(&masker.mask(&rendered));
         if !rendered.ends_with('\n') {
             out.push('\n');
         }
         out.push('\n');
         if let Some(capture) = &cell.options.capture {
-            vars.set(&capture.name, serde_json::Value::String(format!("<{}>", capture.name)), false);
+            vars.set(
+                &capture.name,
+                serde_json::Value::String(format!("<{}>", capture.name)),
+                false,
+            );
         }
     }
     out

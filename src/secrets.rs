@@ -19,7 +19,8 @@ fn shapes() -> &'static [(Regex, &'static str)] {
     SHAPES.get_or_init(|| {
         vec![
             (
-                Regex::new(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*").expect("valid regex"),
+                Regex::new(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+                    .expect("valid regex"),
                 "JWT",
             ),
             (
@@ -51,7 +52,9 @@ impl Masker {
         }
         for (re, name) in shapes() {
             if re.is_match(&text) {
-                text = re.replace_all(&text, format!("[masked:{name}]")).into_owned();
+                text = re
+                    .replace_all(&text, format!("[masked:{name}]"))
+                    .into_owned();
             }
         }
         text

@@ -9,6 +9,8 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use regex::Regex;
 
+use crate::quoting;
+
 /// Template names starting with this are rendered with shell quoting.
 const SHELL_PREFIX: &str = "shell:";
 
@@ -65,7 +67,50 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("raw", |value: Value| {
         Value::from_safe_string(value.to_string())
     });
+    let escaper = |escape: fn(&str) -> String| {
+        move |value: Value| {
+            if value.is_safe() {
+                value
+            } else {
+                Value::from_safe_string(escape(&value.to_string()))
+            }
+        }
+    };
+    env.add_filter("__rb_single", escaper(quoting::escape_single));
+    env.add_filter("__rb_double", escaper(quoting::escape_double));
+    env.add_filter("__rb_heredoc", escaper(quoting::escape_heredoc));
+    env.add_filter("__rb_literal", escaper(|v| v.to_string()));
     env
+}
+
+/// Rewrites each `{{ expr }}` of shell code that stands inside quotes or a
+/// here-document to pass through the escaping filter for that place.
+fn escape_by_context(template: &str) -> String {
+    let mut out = template.to_string();
+    for (start, context) in quoting::contexts(template).into_iter().rev() {
+        let filter = match context {
+            quoting::Context::Unquoted => continue,
+            quoting::Context::Single => "__rb_single",
+            quoting::Context::Double => "__rb_double",
+            quoting::Context::Heredoc => "__rb_heredoc",
+            quoting::Context::LiteralHeredoc => "__rb_literal",
+        };
+        let Some(length) = template[start..].find("}}") else {
+            continue;
+        };
+        let inner = &template[start + 2..start + length];
+        let (open, inner) = match inner.strip_prefix(['-', '+']) {
+            Some(rest) => (&inner[..1], rest),
+            None => ("", inner),
+        };
+        let (inner, close) = match inner.strip_suffix(['-', '+']) {
+            Some(rest) => (rest, &inner[inner.len() - 1..]),
+            None => (inner, ""),
+        };
+        let rewritten = format!("{{{{{open} ({}) | {filter} {close}}}}}", inner.trim());
+        out.replace_range(start..start + length + 2, &rewritten);
+    }
+    out
 }
 
 /// A template error with the 1-based line within the template, if known.
@@ -98,9 +143,14 @@ pub fn render(
     if !template.contains("{{") && !template.contains("{%") {
         return Ok(template.to_string());
     }
-    let name = if shell { "shell:cell" } else { "file:cell" };
-    let compiled = env.template_from_named_str(name, template)?;
-    Ok(compiled.render(vars)?)
+    if shell {
+        let escaped = escape_by_context(template);
+        let compiled = env.template_from_named_str("shell:cell", &escaped)?;
+        Ok(compiled.render(vars)?)
+    } else {
+        let compiled = env.template_from_named_str("file:cell", template)?;
+        Ok(compiled.render(vars)?)
+    }
 }
 
 /// Variables a template reads (top-level names only), or its syntax error.
@@ -155,6 +205,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "echo rg-dev '$(touch x)' 'it'\\''s' $(touch x)\n");
+        let out = render(
+            &env,
+            "echo \"{{ B }}\" '{{ C }}' \"{{- A -}}\"\ncat <<EOF\n{{ B }}\nEOF\n",
+            &v,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "echo \"\\$(touch x)\" 'it'\\''s' \"rg-dev\"\ncat <<EOF\n\\$(touch x)\nEOF\n"
+        );
         let out = render(&env, "name: {{ B }}", &v, false).unwrap();
         assert_eq!(out, "name: $(touch x)");
     }

@@ -48,7 +48,9 @@ impl Terminal {
                 SPINNER[self.frame],
                 self.done + 1,
                 self.total,
-                format_duration(std::time::Duration::from_millis(started.elapsed().as_millis() as u64 / 100 * 100))
+                format_duration(std::time::Duration::from_millis(
+                    started.elapsed().as_millis() as u64 / 100 * 100
+                ))
             );
             let _ = std::io::stderr().flush();
         }
@@ -69,8 +71,17 @@ impl Sink for Terminal {
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted { cells, .. } => self.total = *cells,
-            Event::CellStarted { name, lang, attempt, .. } => {
-                let label = if *attempt > 1 { format!("{name} ({lang}, try {attempt})") } else { format!("{name} ({lang})") };
+            Event::CellStarted {
+                name,
+                lang,
+                attempt,
+                ..
+            } => {
+                let label = if *attempt > 1 {
+                    format!("{name} ({lang}, try {attempt})")
+                } else {
+                    format!("{name} ({lang})")
+                };
                 if self.live {
                     self.current = Some((label, Instant::now()));
                     self.draw_status();
@@ -91,7 +102,14 @@ impl Sink for Terminal {
                 self.open_line[*stream as usize] = open;
                 self.draw_status();
             }
-            Event::CellFinished { name, status, exit, duration_ms, message, .. } => {
+            Event::CellFinished {
+                name,
+                status,
+                exit,
+                duration_ms,
+                message,
+                ..
+            } => {
                 self.clear_status();
                 self.finish_open_lines();
                 self.current = None;
@@ -104,10 +122,19 @@ impl Sink for Terminal {
                     Status::TimedOut => ("TIMED OUT", String::new()),
                     Status::Interrupted => ("INTERRUPTED", String::new()),
                 };
-                let detail = message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+                let detail = message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
                 eprintln!("<== {name}: {mark}{what} ({took}){detail}");
             }
-            Event::RunFinished { passed, failed, skipped, duration_ms, .. } => {
+            Event::RunFinished {
+                passed,
+                failed,
+                skipped,
+                duration_ms,
+                ..
+            } => {
                 let took = format_duration(std::time::Duration::from_millis(*duration_ms));
                 eprintln!("{passed} passed, {failed} failed, {skipped} skipped ({took})");
             }

@@ -100,7 +100,8 @@ pub fn read_params_file(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let value: Value = if extension == "json" {
         serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?
     } else {
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
         serde_json::to_value(yaml).map_err(|e| format!("{name}: {e}"))?
     };
     match value {
@@ -123,7 +124,8 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, Value)>, String> {
         };
         let value = value.trim();
         let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"')) || (value.starts_with('\'') && value.ends_with('\'')))
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
         {
             &value[1..value.len() - 1]
         } else {
@@ -137,7 +139,9 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, Value)>, String> {
 /// Splits `K=V` from `--set`/`--secret`.
 pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, value)) if crate::parser::is_variable_name(key) => Ok((key.to_string(), value.to_string())),
+        Some((key, value)) if crate::parser::is_variable_name(key) => {
+            Ok((key.to_string(), value.to_string()))
+        }
         _ => Err(format!("expected NAME=VALUE, got `{text}`")),
     }
 }
@@ -153,22 +157,28 @@ pub struct ParamError {
 /// each seeing the ones before it), overridden by `overrides`, plus secrets.
 pub fn initial(settings: &Settings, overrides: &Overrides) -> Result<Vars, ParamError> {
     let mut vars = Vars::default();
-    let given: BTreeMap<&str, &Value> = overrides.values.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let given: BTreeMap<&str, &Value> = overrides
+        .values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
     let env = environment();
     for (name, default) in &settings.params {
-        let value = match given.get(name.as_str()) {
-            Some(v) => (*v).clone(),
-            None => match default {
-                Value::String(template) => {
-                    let rendered = render(&env, template, &vars.template_values(), false).map_err(|e| ParamError {
-                        name: name.clone(),
-                        message: e.message,
-                    })?;
-                    Value::String(rendered)
-                }
-                other => other.clone(),
-            },
-        };
+        let value =
+            match given.get(name.as_str()) {
+                Some(v) => (*v).clone(),
+                None => match default {
+                    Value::String(template) => {
+                        let rendered = render(&env, template, &vars.template_values(), false)
+                            .map_err(|e| ParamError {
+                                name: name.clone(),
+                                message: e.message,
+                            })?;
+                        Value::String(rendered)
+                    }
+                    other => other.clone(),
+                },
+            };
         vars.set(name, value, settings.secrets.contains(name));
     }
     for (name, value) in &overrides.values {
@@ -210,7 +220,10 @@ mod tests {
     #[test]
     fn a_param_using_a_later_one_is_an_error() {
         let settings = Settings {
-            params: vec![("A".into(), Value::from("{{ B }}")), ("B".into(), Value::from("b"))],
+            params: vec![
+                ("A".into(), Value::from("{{ B }}")),
+                ("B".into(), Value::from("b")),
+            ],
             ..Settings::default()
         };
         let err = initial(&settings, &Overrides::default()).unwrap_err();

@@ -4,3 +4,4 @@ mod support;
 
 mod document;
 mod list;
+mod run;
