@@ -18,7 +18,11 @@ fn runbook_with(cells: usize) -> String {
 
 fn time(mut command: Command) -> Duration {
     let started = Instant::now();
-    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("starts");
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("starts");
     assert!(status.success(), "{command:?} failed");
     started.elapsed()
 }
@@ -30,20 +34,29 @@ fn best_of(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let binary = env!("CARGO_BIN_EXE_runbook");
-    println!("{:>6}  {:>12}  {:>14}  {:>12}  {:>10}", "cells", "runbook", "N x bash -c", "per cell", "ratio");
+    println!(
+        "{:>6}  {:>12}  {:>14}  {:>12}  {:>10}",
+        "cells", "runbook", "N x bash -c", "per cell", "ratio"
+    );
     for cells in [1usize, 100, 1000] {
         let path = dir.path().join(format!("bench-{cells}.md"));
         std::fs::write(&path, runbook_with(cells)).expect("write runbook");
         let runs = if cells == 1000 { 3 } else { 5 };
         let ours = best_of(runs, || {
             let mut command = Command::new(binary);
-            command.args(["run", "--no-write"]).arg(&path).env("NO_COLOR", "1");
+            command
+                .args(["run", "--no-write"])
+                .arg(&path)
+                .env("NO_COLOR", "1");
             time(command)
         });
         let floor = best_of(runs, || {
             let started = Instant::now();
             for _ in 0..cells {
-                let status = Command::new("bash").args(["-c", "true"]).status().expect("bash starts");
+                let status = Command::new("bash")
+                    .args(["-c", "true"])
+                    .status()
+                    .expect("bash starts");
                 assert!(status.success());
             }
             started.elapsed()

@@ -583,3 +583,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn on_a_terminal_confirm_asks_and_a_status_line_shows_progress() {
+    if runbook::tools::find_on_path("script", None).is_none() {
+        eprintln!("skipped: `script` (util-linux) is not installed, so no terminal can be given");
+        return;
+    }
+    let test = Test::new();
+    test.write("doc.md", "```bash {id=ask confirm}\ntouch yes-ran\n```\n\n```bash {id=slow}\nsleep 0.4; echo done\n```\n\n```bash {id=refused confirm}\ntouch no-ran\n```\n");
+    let binary = env!("CARGO_BIN_EXE_runbook");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &format!("{binary} run doc.md"), "/dev/null"])
+        .current_dir(test.dir.path())
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"y\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stdin.write_all(b"n\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("Run cell ask (touch yes-ran)? [y/N]"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Run cell refused (touch no-ran)? [y/N]"),
+        "{screen}"
+    );
+    assert!(screen.contains("[2/3] slow (bash)"), "{screen}");
+    assert!(screen.contains("<== refused: skipped"), "{screen}");
+    assert!(test.path("yes-ran").exists());
+    assert!(!test.path("no-ran").exists());
+}
