@@ -125,3 +125,101 @@ fn span_in_line(
         None => start..end,
     }
 }
+
+/// Something a cell can define for later cells.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Symbol {
+    Var(String),
+    Function(String),
+}
+
+fn assignment_re() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"(?m)^[ \t]*(?:export[ \t]+|declare[ \t]+(?:-[A-Za-z]+[ \t]+)*|readonly[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+            .expect("valid regex")
+    })
+}
+
+fn function_re() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"(?m)^[ \t]*(?:function[ \t]+([A-Za-z_][A-Za-z0-9_-]*)|([A-Za-z_][A-Za-z0-9_-]*)[ \t]*\(\))")
+            .expect("valid regex")
+    })
+}
+
+/// What a cell defines: its capture, and for shell cells the variables it
+/// assigns and the functions it declares.
+pub fn defines(cell: &Cell) -> BTreeSet<Symbol> {
+    let mut symbols = BTreeSet::new();
+    if let Some(capture) = &cell.options.capture {
+        symbols.insert(Symbol::Var(capture.name.clone()));
+    }
+    if cell.interpreter().is_some_and(|i| i.is_posix_shell()) {
+        for c in assignment_re().captures_iter(&cell.body) {
+            symbols.insert(Symbol::Var(c[1].to_string()));
+        }
+        for c in function_re().captures_iter(&cell.body) {
+            let name = c.get(1).or_else(|| c.get(2)).expect("one group matches");
+            symbols.insert(Symbol::Function(name.as_str().to_string()));
+        }
+    }
+    symbols
+}
+
+/// What a cell reads from earlier cells: template variables, `$NAME`
+/// references and calls of `functions` (in shell cells).
+pub fn needs(cell: &Cell, functions: &BTreeSet<String>) -> BTreeSet<Symbol> {
+    let mut symbols: BTreeSet<Symbol> = template_variables(&cell.body)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n != "env")
+        .map(Symbol::Var)
+        .collect();
+    if cell.interpreter().is_some_and(|i| i.is_posix_shell()) {
+        symbols.extend(shell_references(&cell.body).into_iter().map(Symbol::Var));
+        for name in functions {
+            let call = regex::Regex::new(&format!(
+                r"(^|[^A-Za-z0-9_-]){}([^A-Za-z0-9_-]|$)",
+                regex::escape(name)
+            ))
+            .expect("valid regex");
+            if call.is_match(&cell.body) {
+                symbols.insert(Symbol::Function(name.clone()));
+            }
+        }
+    }
+    let own = defines(cell);
+    symbols.retain(|s| !own.contains(s));
+    symbols
+}
+
+/// `chosen` plus, transitively, the nearest earlier cell defining each
+/// symbol a chosen cell needs. Returned in document order.
+pub fn with_dependencies(runbook: &Runbook, chosen: &BTreeSet<usize>) -> Vec<usize> {
+    let definitions: Vec<BTreeSet<Symbol>> = runbook.cells.iter().map(defines).collect();
+    let functions: BTreeSet<String> = definitions
+        .iter()
+        .flatten()
+        .filter_map(|s| match s {
+            Symbol::Function(name) => Some(name.clone()),
+            Symbol::Var(_) => None,
+        })
+        .collect();
+    let mut selected = chosen.clone();
+    let mut queue: Vec<usize> = chosen.iter().copied().collect();
+    while let Some(index) = queue.pop() {
+        for symbol in needs(&runbook.cells[index], &functions) {
+            let definer = (0..index)
+                .rev()
+                .find(|&d| !runbook.cells[d].options.skip && definitions[d].contains(&symbol));
+            if let Some(definer) = definer {
+                if selected.insert(definer) {
+                    queue.push(definer);
+                }
+            }
+        }
+    }
+    selected.into_iter().collect()
+}

@@ -21,6 +21,8 @@ pub enum Command {
     Run(RunArgs),
     /// List a runbook's cells: number, id, language, captures, variables used
     List(ListArgs),
+    /// Show each cell's last result and whether it changed since
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +56,30 @@ pub struct RunArgs {
     /// Cap recorded outputs: LINES, SIZE (64KiB) or both (200,64KiB)
     #[arg(long, value_name = "LIMIT")]
     pub max_output: Option<String>,
+    /// Run only this cell (id or number); repeatable
+    #[arg(long, value_name = "ID")]
+    pub cell: Vec<String>,
+    /// Run from this cell on
+    #[arg(long, value_name = "ID")]
+    pub from: Option<String>,
+    /// Run up to and including this cell
+    #[arg(long, value_name = "ID")]
+    pub to: Option<String>,
+    /// Run from the first cell that failed or did not run last time
+    #[arg(long)]
+    pub resume: bool,
+    /// Also run the cells that define what the chosen cells use
+    #[arg(long)]
+    pub deps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The runbook
+    pub file: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,12 @@
 //! What a run reports as it goes. The executor emits events; the terminal
 //! display, the JSON stream and the document recorder consume them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::Stream;
 
 /// How a cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Passed,
@@ -17,6 +17,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed-out",
+            Status::Interrupted => "interrupted",
+            Status::Skipped => "skipped",
+        }
+    }
+
     pub fn is_failure(self) -> bool {
         matches!(
             self,

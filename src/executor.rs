@@ -35,6 +35,8 @@ pub struct Options {
     pub path: Option<String>,
     /// Rules applied to recorded outputs.
     pub redactions: Vec<(Regex, String)>,
+    /// Environment a previous run's cells exported, restored for this one.
+    pub restored_env: BTreeMap<String, String>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             grace: Duration::from_secs(3),
             path: None,
             redactions: Vec::new(),
+            restored_env: BTreeMap::new(),
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct Plan<'a> {
 pub struct Outcome {
     pub status: RunStatus,
     pub vars: Vars,
+    /// Environment variables the cells exported, as the shells held them
+    /// at the end (not known after an interrupt).
+    pub exported: BTreeMap<String, String>,
 }
 
 /// Sends events to every sink.
@@ -235,6 +241,11 @@ pub async fn execute(
         env: environment(),
     };
     let status = executor.run().await;
+    let exported = if status == RunStatus::Interrupted {
+        BTreeMap::new()
+    } else {
+        executor.exported().await
+    };
     for (_, kernel) in std::mem::take(&mut executor.kernels) {
         kernel.shutdown().await;
     }
@@ -242,8 +253,12 @@ pub async fn execute(
     Outcome {
         status,
         vars: executor.vars,
+        exported,
     }
 }
+
+/// Variables every shell sets for itself, not worth restoring.
+const SHELL_OWN: [&str; 5] = ["PWD", "OLDPWD", "SHLVL", "_", "PS1"];
 
 impl Executor<'_, '_> {
     async fn run(&mut self) -> RunStatus {
@@ -313,19 +328,29 @@ impl Executor<'_, '_> {
         }
         let interpreter = match &cell.kind {
             CellKind::File { path, mode } => {
-                let result = self.write_file(cell, path, *mode);
-                let ending = match result {
-                    Ok(()) => Ending::new(Status::Passed, 0),
-                    Err(message) => Ending::new(Status::Failed, 1).message(message),
-                };
+                let rendered = render(&self.env, &cell.body, &self.vars.template_values(), false);
                 self.emitter.emit(Event::CellStarted {
                     index,
                     number: cell.number,
                     name: cell.name(),
                     lang: cell.lang.clone(),
-                    rendered: format!("write {path}"),
+                    rendered: self.masker.mask(rendered.as_deref().unwrap_or_default()),
                     attempt: 1,
                 });
+                let written = rendered
+                    .map_err(|e| {
+                        let line = cell.line + e.line.unwrap_or(1);
+                        format!(
+                            "cell {} (line {line}): template error: {}",
+                            cell.name(),
+                            e.message
+                        )
+                    })
+                    .and_then(|text| self.write_file(&text, path, *mode));
+                let ending = match written {
+                    Ok(()) => Ending::new(Status::Passed, 0),
+                    Err(message) => Ending::new(Status::Failed, 1).message(message),
+                };
                 return self.finished(cell, index, started, ending);
             }
             CellKind::Code { interpreter } => *interpreter,
@@ -511,10 +536,49 @@ impl Executor<'_, '_> {
     }
 
     fn env_vars(&self) -> BTreeMap<String, String> {
-        self.vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.env_text()))
-            .collect()
+        let mut env = self.options.restored_env.clone();
+        env.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.env_text())));
+        env
+    }
+
+    /// What the shell kernels exported beyond the caller's environment and
+    /// the runbook's variables.
+    async fn exported(&mut self) -> BTreeMap<String, String> {
+        let mut exported = BTreeMap::new();
+        let known = self.env_vars();
+        for kernel in self
+            .kernels
+            .values_mut()
+            .filter(|k| k.interpreter().is_posix_shell())
+        {
+            if kernel.run("env -0", &BTreeMap::new(), None).await.is_err() {
+                continue;
+            }
+            let mut stdout = Vec::new();
+            loop {
+                match kernel.next().await {
+                    Step::Output(Stream::Stdout, bytes) => stdout.extend(bytes),
+                    Step::Output(Stream::Stderr, _) => {}
+                    Step::Done(_) | Step::Exited(_) => break,
+                }
+            }
+            for entry in stdout.split(|&b| b == 0) {
+                let entry = String::from_utf8_lossy(entry);
+                let Some((name, value)) = entry.split_once('=') else {
+                    continue;
+                };
+                let inherited = std::env::var(name).ok();
+                if SHELL_OWN.contains(&name)
+                    || inherited.as_deref() == Some(value)
+                    || known.get(name).map(String::as_str) == Some(value)
+                    || self.masker.mask(value) != value
+                {
+                    continue;
+                }
+                exported.insert(name.to_string(), value.to_string());
+            }
+        }
+        exported
     }
 
     async fn attempt(
@@ -634,16 +698,7 @@ impl Executor<'_, '_> {
         crate::procs::kill_descendants(&keep);
     }
 
-    fn write_file(&mut self, cell: &Cell, path: &str, mode: Option<u32>) -> Result<(), String> {
-        let text =
-            render(&self.env, &cell.body, &self.vars.template_values(), false).map_err(|e| {
-                let line = cell.line + e.line.unwrap_or(1);
-                format!(
-                    "cell {} (line {line}): template error: {}",
-                    cell.name(),
-                    e.message
-                )
-            })?;
+    fn write_file(&self, text: &str, path: &str, mode: Option<u32>) -> Result<(), String> {
         let target = self.plan.folder.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;

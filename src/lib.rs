@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod lines;
 pub mod list;
 pub mod loader;
+pub mod lock;
 pub mod output;
 pub mod parser;
 pub mod procs;
@@ -27,6 +28,10 @@ pub mod quoting;
 pub mod recorder;
 pub mod run;
 pub mod secrets;
+pub mod selection;
+pub mod state;
+pub mod status;
+pub mod table;
 pub mod template;
 pub mod terminal;
 pub mod tools;
@@ -56,6 +61,20 @@ pub fn main() -> i32 {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Status(args) => {
+            let loaded = loader::load(&args.file)?;
+            let state =
+                state::State::load(&state::path_for(&loaded.path)).map_err(error::Error::Usage)?;
+            let rows = status::rows(&loaded, &state);
+            if args.json {
+                for row in rows {
+                    println!("{}", serde_json::to_string(&row).expect("rows serialise"));
+                }
+            } else {
+                print!("{}", status::table(&rows));
+            }
+            Ok(0)
+        }
         Command::List(args) => {
             let loaded = loader::load(&args.file)?;
             let rows = list::rows(&loaded.runbook);

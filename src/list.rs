@@ -47,17 +47,13 @@ pub fn table(rows: &[Row]) -> String {
             v.join(",")
         }
     };
-    let mut cells: Vec<[String; 7]> = vec![[
-        "#".into(),
-        "ID".into(),
-        "LANG".into(),
-        "CAPTURES".into(),
-        "USES".into(),
-        "LINE".into(),
-        "FIRST LINE".into(),
-    ]];
+    let mut lines = vec![
+        ["#", "ID", "LANG", "CAPTURES", "USES", "LINE", "FIRST LINE"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for row in rows {
-        cells.push([
+        lines.push(vec![
             row.number.to_string(),
             row.id.clone().unwrap_or_else(|| "-".into()),
             row.lang.clone(),
@@ -67,29 +63,5 @@ pub fn table(rows: &[Row]) -> String {
             row.first_line.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in &cells {
-        let mut line = String::new();
-        for (i, value) in row.iter().enumerate() {
-            if i == 6 {
-                line.push_str(value);
-            } else if i == 0 || i == 5 {
-                line.push_str(&format!("{value:>w$}  ", w = widths[i]));
-            } else {
-                line.push_str(&format!("{value:<w$}  ", w = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&lines, &[0, 5])
 }

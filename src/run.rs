@@ -7,16 +7,22 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-use crate::analysis::undefined_variables;
+use std::collections::BTreeMap;
+
+use crate::analysis::{needs, undefined_variables, Symbol};
 use crate::cli::RunArgs;
 use crate::diagnostic::Diagnostic;
 use crate::document::{CellKind, TOOL_TAGS};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_INTERRUPTED};
+use crate::events::Status;
 use crate::events::{JsonSink, RunStatus, Sink};
 use crate::executor::{execute, Emitter, Options, Plan};
 use crate::loader::{load, Loaded};
+use crate::lock::{self, Lock};
 use crate::output::Limits;
 use crate::recorder::Recorder;
+use crate::selection::{select, Selection};
+use crate::state::{self, State, Tracker};
 use crate::template::{environment, render, template_variables};
 use crate::terminal::Terminal;
 use crate::tools::find_on_path;
@@ -24,10 +30,37 @@ use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
 pub fn run(args: &RunArgs) -> Result<i32> {
     let loaded = load(&args.file)?;
-    let vars = starting_vars(&loaded, args)?;
-    let cells: Vec<usize> = (0..loaded.runbook.cells.len()).collect();
+    let state_path = state::path_for(&loaded.path);
+    let mut state = State::load(&state_path).map_err(Error::Usage)?;
+    let selection = Selection {
+        cells: args.cell.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+        resume: args.resume,
+        deps: args.deps,
+    };
+    let cells = select(&loaded.runbook, &selection, &state).map_err(Error::Usage)?;
+    let mut vars = starting_vars(&loaded, args)?;
+    let mut restored_env = BTreeMap::new();
+    if selection.is_partial() {
+        // Values earlier cells captured in the last run stand in for the
+        // cells that do not run now; what the command line gives wins.
+        for (name, value) in &state.captured {
+            if !vars.contains(name) {
+                vars.set(name, value.clone(), false);
+            }
+        }
+        restored_env = state.env.clone();
+    }
     let defined: BTreeSet<String> = vars.names().into_iter().collect();
-    let mut diagnostics = undefined_variables(&loaded.source, &loaded.runbook, &cells, &defined);
+    let mut diagnostics = if selection.is_partial() {
+        missing_for_partial_run(&loaded, &cells, &defined)
+    } else {
+        Vec::new()
+    };
+    if diagnostics.is_empty() {
+        diagnostics = undefined_variables(&loaded.source, &loaded.runbook, &cells, &defined);
+    }
     diagnostics.extend(preflight(&loaded, &cells, args.yes, None));
     if !diagnostics.is_empty() {
         return Err(document_error(&loaded, diagnostics));
@@ -36,6 +69,12 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         print!("{}", dry_run(&loaded, &cells, &vars));
         return Ok(0);
     }
+    if cells.is_empty() {
+        eprintln!("nothing to run: every cell passed in the last run");
+        return Ok(0);
+    }
+    let _lock =
+        Lock::acquire(&lock::path_for(&loaded.path), &loaded.display()).map_err(Error::Usage)?;
     let options = Options {
         limits: match &args.max_output {
             Some(text) => Limits::parse(text).map_err(Error::Usage)?,
@@ -43,6 +82,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         },
         yes: args.yes,
         redactions: redactions(&loaded)?,
+        restored_env,
         ..Options::default()
     };
     let plan = Plan {
@@ -55,8 +95,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         !args.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut terminal = Terminal::new(live);
     let mut json = JsonSink;
+    let mut tracker = Tracker::default();
     let mut recorder = recorder(&loaded, args);
-    let mut sinks: Vec<&mut dyn Sink> = Vec::new();
+    let mut sinks: Vec<&mut dyn Sink> = vec![&mut tracker];
     if args.json {
         sinks.push(&mut json);
     } else {
@@ -70,6 +111,11 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
     let outcome = runtime.block_on(execute(&plan, vars, &options, Emitter { sinks }));
+    let masker = outcome.vars.masker();
+    record_state(&mut state, &loaded, &tracker, &outcome);
+    if let Err(e) = state.save(&state_path, &masker) {
+        eprintln!("warning: could not save {}: {e}", state_path.display());
+    }
     if let Some(error) = recorder.and_then(|r| r.error) {
         eprintln!("error: {error}");
         return Ok(EXIT_FAILED);
@@ -79,6 +125,98 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         RunStatus::Failed => EXIT_FAILED,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
     })
+}
+
+/// Folds a finished run into the state: cell records, captured values of
+/// cells that passed (secrets left out), exported environment.
+fn record_state(
+    state: &mut State,
+    loaded: &Loaded,
+    tracker: &Tracker,
+    outcome: &crate::executor::Outcome,
+) {
+    state.cells.extend(tracker.records.clone());
+    for cell in &loaded.runbook.cells {
+        let (Some(capture), Some(record)) =
+            (&cell.options.capture, tracker.records.get(&cell.name()))
+        else {
+            continue;
+        };
+        if record.status != Status::Passed {
+            continue;
+        }
+        match outcome.vars.get(&capture.name) {
+            Some(var) if !var.secret => {
+                state
+                    .captured
+                    .insert(capture.name.clone(), var.value.clone());
+            }
+            _ => {
+                state.captured.remove(&capture.name);
+            }
+        }
+    }
+    if outcome.status != RunStatus::Interrupted {
+        state.env.extend(outcome.exported.clone());
+    }
+}
+
+/// For a run of some cells: variables the chosen cells read that a cell
+/// left out captures, and that neither the last run nor the command line
+/// provides. Secrets are never kept, so they must be given again.
+fn missing_for_partial_run(
+    loaded: &Loaded,
+    cells: &[usize],
+    defined: &BTreeSet<String>,
+) -> Vec<Diagnostic> {
+    let runbook = &loaded.runbook;
+    let mut available = defined.clone();
+    let mut diagnostics = Vec::new();
+    for &index in cells {
+        let cell = &runbook.cells[index];
+        for symbol in needs(cell, &BTreeSet::new()) {
+            let Symbol::Var(name) = symbol else { continue };
+            if available.contains(&name) {
+                continue;
+            }
+            let definer = runbook.cells[..index].iter().rev().find(|c| {
+                c.options
+                    .capture
+                    .as_ref()
+                    .is_some_and(|cap| cap.name == name)
+            });
+            let Some(definer) = definer else { continue };
+            let secret = definer.options.capture.as_ref().is_some_and(|c| c.secret)
+                || runbook.settings.secrets.contains(&name);
+            let help = if secret {
+                format!(
+                    "{name} is a secret, and secrets are not kept between runs: pass --secret {name}=VALUE, or add --deps to run cell {} too",
+                    definer.name()
+                )
+            } else {
+                format!(
+                    "run cell {} first (it captures {name}), pass --set {name}=VALUE, or add --deps",
+                    definer.name()
+                )
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    format!(
+                        "cell {} needs {name}, which cell {} captures and this run does not have",
+                        cell.name(),
+                        definer.name()
+                    ),
+                    cell.info_span.clone(),
+                )
+                .help(help),
+            );
+            available.insert(name);
+        }
+        if let Some(capture) = &cell.options.capture {
+            available.insert(capture.name.clone());
+        }
+    }
+    diagnostics
 }
 
 fn recorder(loaded: &Loaded, args: &RunArgs) -> Option<Recorder> {

@@ -1,0 +1,62 @@
+//! One run of a runbook at a time: an advisory lock on
+//! `.runbook/NAME.lock`. The kernel drops the lock when its holder dies, so
+//! a lock left by a killed run is simply taken over.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub struct Lock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock or says who holds it.
+    pub fn acquire(path: &Path, runbook: &str) -> Result<Lock, String> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            return Err(format!(
+                "{runbook} is being run by another runbook process{who}; wait for it to finish or stop it"
+            ));
+        }
+        file.set_len(0)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.rewind()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writeln!(file, "{}", std::process::id()).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Lock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Where the lock of the runbook at `runbook` lives.
+pub fn path_for(runbook: &Path) -> PathBuf {
+    crate::state::path_for(runbook).with_extension("lock")
+}

@@ -1,0 +1,133 @@
+//! The state file `.runbook/NAME.json` beside a runbook: per cell the last
+//! result and a hash of the script it ran, plus the variables captured and
+//! the environment exported in the last run. It never holds a secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::events::Status;
+use crate::secrets::Masker;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Per cell, keyed by id or number.
+    pub cells: BTreeMap<String, CellRecord>,
+    /// Variables cells captured (secrets left out).
+    pub captured: BTreeMap<String, serde_json::Value>,
+    /// Environment variables cells exported (secrets left out).
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub number: usize,
+    pub status: Status,
+    pub exit: i32,
+    pub duration_ms: u64,
+    /// When the cell finished, RFC 3339 in UTC.
+    pub finished_at: String,
+    /// SHA-256 of the script as rendered (secrets masked), to spot changes.
+    pub script_hash: String,
+}
+
+/// Where the state of the runbook at `path` lives.
+pub fn path_for(runbook: &Path) -> PathBuf {
+    let folder = match runbook.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = runbook
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "runbook".into());
+    folder.join(".runbook").join(format!("{stem}.json"))
+}
+
+pub fn hash(script: &str) -> String {
+    let digest = Sha256::digest(script.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+impl State {
+    /// Reads a state file; a missing one is an empty state.
+    pub fn load(path: &Path) -> Result<State, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: not a valid state file ({e}); delete it to start afresh",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the state atomically, with every string passed through
+    /// `masker` and any value it would change left out.
+    pub fn save(&self, path: &Path, masker: &Masker) -> std::io::Result<()> {
+        let mut clean = self.clone();
+        clean.version = VERSION;
+        clean
+            .captured
+            .retain(|_, v| masker.mask(&v.to_string()) == v.to_string());
+        clean.env.retain(|_, v| masker.mask(v) == *v);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let text = serde_json::to_string_pretty(&clean).expect("state serialises") + "\n";
+        crate::atomic::write_if_changed(path, text.as_bytes()).map(|_| ())
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// A sink that turns a run's events into cell records.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    hashes: BTreeMap<usize, String>,
+    pub records: BTreeMap<String, CellRecord>,
+}
+
+impl crate::events::Sink for Tracker {
+    fn event(&mut self, event: &crate::events::Event) {
+        use crate::events::Event;
+        match event {
+            Event::CellStarted {
+                index, rendered, ..
+            } => {
+                self.hashes.insert(*index, hash(rendered));
+            }
+            Event::CellFinished {
+                index,
+                number,
+                name,
+                status,
+                exit,
+                duration_ms,
+                ..
+            } => {
+                self.records.insert(
+                    name.clone(),
+                    CellRecord {
+                        number: *number,
+                        status: *status,
+                        exit: *exit,
+                        duration_ms: *duration_ms,
+                        finished_at: now_rfc3339(),
+                        script_hash: self.hashes.get(index).cloned().unwrap_or_default(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+}
