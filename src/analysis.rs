@@ -136,7 +136,7 @@ pub enum Symbol {
 fn assignment_re() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
-        regex::Regex::new(r"(?m)^[ \t]*(?:export[ \t]+|declare[ \t]+(?:-[A-Za-z]+[ \t]+)*|readonly[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+        regex::Regex::new(r"(?m)(?:^|[;&|{(])[ \t]*(?:export[ \t]+|declare[ \t]+(?:-[A-Za-z]+[ \t]+)*|readonly[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
             .expect("valid regex")
     })
 }
@@ -144,7 +144,7 @@ fn assignment_re() -> &'static regex::Regex {
 fn function_re() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
-        regex::Regex::new(r"(?m)^[ \t]*(?:function[ \t]+([A-Za-z_][A-Za-z0-9_-]*)|([A-Za-z_][A-Za-z0-9_-]*)[ \t]*\(\))")
+        regex::Regex::new(r"(?m)(?:^|[;&|{(])[ \t]*(?:function[ \t]+([A-Za-z_][A-Za-z0-9_-]*)|([A-Za-z_][A-Za-z0-9_-]*)[ \t]*\(\))")
             .expect("valid regex")
     })
 }

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use std::collections::BTreeMap;
 
-use crate::analysis::{needs, undefined_variables, Symbol};
+use crate::analysis::{defines, needs, undefined_variables, Symbol};
 use crate::cli::RunArgs;
 use crate::diagnostic::Diagnostic;
 use crate::document::{CellKind, TOOL_TAGS};
@@ -58,13 +58,25 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     } else {
         Vec::new()
     };
-    if diagnostics.is_empty() {
-        diagnostics = undefined_variables(&loaded.source, &loaded.runbook, &cells, &defined);
+    if !diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostics.extend(undefined_variables(
+            &loaded.source,
+            &loaded.runbook,
+            &cells,
+            &defined,
+        ));
     }
     diagnostics.extend(preflight(&loaded, &cells, args.yes, None));
-    if !diagnostics.is_empty() {
-        return Err(document_error(&loaded, diagnostics));
+    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
+        diagnostics.into_iter().partition(Diagnostic::is_error);
+    if !errors.is_empty() {
+        return Err(document_error(&loaded, errors));
     }
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!(
+        "{}",
+        crate::diagnostic::render_all(&warnings, &loaded.display(), &loaded.source, color)
+    );
     if args.dry_run {
         print!("{}", dry_run(&loaded, &cells, &vars));
         return Ok(0);
@@ -170,12 +182,42 @@ fn missing_for_partial_run(
     defined: &BTreeSet<String>,
 ) -> Vec<Diagnostic> {
     let runbook = &loaded.runbook;
+    let functions: BTreeSet<String> = runbook
+        .cells
+        .iter()
+        .flat_map(defines)
+        .filter_map(|s| match s {
+            Symbol::Function(name) => Some(name),
+            Symbol::Var(_) => None,
+        })
+        .collect();
     let mut available = defined.clone();
     let mut diagnostics = Vec::new();
     for &index in cells {
         let cell = &runbook.cells[index];
-        for symbol in needs(cell, &BTreeSet::new()) {
-            let Symbol::Var(name) = symbol else { continue };
+        for symbol in needs(cell, &functions) {
+            let name = match symbol {
+                Symbol::Var(name) => name,
+                Symbol::Function(name) => {
+                    let planned_before = cells.iter().take_while(|&&i| i < index).any(|&i| {
+                        defines(&runbook.cells[i]).contains(&Symbol::Function(name.clone()))
+                    });
+                    let definer = runbook.cells[..index]
+                        .iter()
+                        .rev()
+                        .find(|c| defines(c).contains(&Symbol::Function(name.clone())));
+                    if let (false, Some(definer)) = (planned_before, definer) {
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                format!("cell {} calls {name}, a shell function cell {} defines, which this run does not include", cell.name(), definer.name()),
+                                cell.info_span.clone(),
+                            )
+                            .help("shell functions are not kept between runs: add --deps to run that cell too"),
+                        );
+                    }
+                    continue;
+                }
+            };
             if available.contains(&name) {
                 continue;
             }

@@ -74,9 +74,10 @@ impl State {
     pub fn save(&self, path: &Path, masker: &Masker) -> std::io::Result<()> {
         let mut clean = self.clone();
         clean.version = VERSION;
-        clean
-            .captured
-            .retain(|_, v| masker.mask(&v.to_string()) == v.to_string());
+        clean.captured.retain(|_, v| {
+            let text = v.to_string();
+            masker.mask(&text) == text
+        });
         clean.env.retain(|_, v| masker.mask(v) == *v);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;

@@ -5,3 +5,4 @@ mod support;
 mod document;
 mod list;
 mod run;
+mod state;
