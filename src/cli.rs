@@ -71,6 +71,12 @@ pub struct RunArgs {
     /// Also run the cells that define what the chosen cells use
     #[arg(long)]
     pub deps: bool,
+    /// Answer az/kubectl/helm calls from the cassettes in DIR
+    #[arg(long, value_name = "DIR", conflicts_with = "record")]
+    pub replay: Option<PathBuf>,
+    /// Run the real tools and record their calls into cassettes in DIR
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -23,8 +23,13 @@ pub const EXIT_TIMED_OUT: i32 = 124;
 /// Exit status recorded for an interrupted cell.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// Calls to intercepted tools that had no recording, since the last look.
+pub trait MissLog: Send + Sync {
+    fn take(&self) -> Vec<String>;
+}
+
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub limits: Limits,
     /// Answer yes to `confirm` cells.
@@ -37,6 +42,10 @@ pub struct Options {
     pub redactions: Vec<(Regex, String)>,
     /// Environment a previous run's cells exported, restored for this one.
     pub restored_env: BTreeMap<String, String>,
+    /// Environment for the run's own machinery (the shims' socket).
+    pub extra_env: Vec<(String, String)>,
+    /// Where misses of replayed calls are reported.
+    pub misses: Option<std::sync::Arc<dyn MissLog>>,
 }
 
 impl Default for Options {
@@ -48,6 +57,8 @@ impl Default for Options {
             path: None,
             redactions: Vec::new(),
             restored_env: BTreeMap::new(),
+            extra_env: Vec::new(),
+            misses: None,
         }
     }
 }
@@ -455,6 +466,18 @@ impl Executor<'_, '_> {
             ),
         };
         let mut message = note.clone();
+        let misses = self
+            .options
+            .misses
+            .as_ref()
+            .map(|m| m.take())
+            .unwrap_or_default();
+        if !misses.is_empty() && matches!(attempt.end, End::Done(_) | End::Exited(_)) {
+            // A replayed call without a recording fails its cell even when a
+            // pipeline hides the shim's exit status.
+            status = Status::Failed;
+            message = Some(misses.join("\n"));
+        }
         if status == Status::Passed {
             if let Some(capture) = &cell.options.capture {
                 let stdout = String::from_utf8_lossy(&attempt.stdout);
@@ -537,6 +560,7 @@ impl Executor<'_, '_> {
 
     fn env_vars(&self) -> BTreeMap<String, String> {
         let mut env = self.options.restored_env.clone();
+        env.extend(self.options.extra_env.iter().cloned());
         env.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.env_text())));
         env
     }
@@ -595,6 +619,9 @@ impl Executor<'_, '_> {
             combined: Vec::new(),
         };
         let env = self.env_vars();
+        if let Some(misses) = &self.options.misses {
+            misses.take();
+        }
         let started = match self.kernel(interpreter).await {
             Ok(kernel) => kernel.run(code, &env, cwd).await,
             Err(e) => Err(e),

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod atomic;
 pub mod attrs;
+pub mod cassette;
 pub mod cli;
 pub mod diagnostic;
 pub mod document;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod frontmatter;
+pub mod interceptor;
 pub mod kernel;
 pub mod lines;
 pub mod list;
@@ -29,6 +31,7 @@ pub mod recorder;
 pub mod run;
 pub mod secrets;
 pub mod selection;
+pub mod shim;
 pub mod state;
 pub mod status;
 pub mod table;
@@ -47,6 +50,9 @@ use crate::error::Result;
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
+    if let Some(code) = shim::main_if_shim() {
+        return code;
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,

@@ -18,6 +18,11 @@ use crate::events::Status;
 use crate::events::{JsonSink, RunStatus, Sink};
 use crate::executor::{execute, Emitter, Options, Plan};
 use crate::loader::{load, Loaded};
+use std::sync::Arc;
+
+use crate::cassette;
+use crate::executor::MissLog;
+use crate::interceptor::{Interceptor, Mode, DEFAULT_TOOLS};
 use crate::lock::{self, Lock};
 use crate::output::Limits;
 use crate::recorder::Recorder;
@@ -66,7 +71,12 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             &defined,
         ));
     }
-    diagnostics.extend(preflight(&loaded, &cells, args.yes, None));
+    let interceptor = interceptor(&loaded, args)?;
+    let intercepted: Vec<String> = match &interceptor {
+        Some(i) if i.mode == Mode::Replay => i.tools.clone(),
+        _ => Vec::new(),
+    };
+    diagnostics.extend(preflight(&loaded, &cells, args.yes, &intercepted));
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
         diagnostics.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
@@ -95,6 +105,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         yes: args.yes,
         redactions: redactions(&loaded)?,
         restored_env,
+        path: interceptor.as_ref().map(Interceptor::path),
+        extra_env: interceptor
+            .as_ref()
+            .map(Interceptor::env)
+            .unwrap_or_default(),
+        misses: interceptor
+            .as_ref()
+            .map(|i| Arc::new(i.shared.clone()) as Arc<dyn MissLog>),
         ..Options::default()
     };
     let plan = Plan {
@@ -122,8 +140,21 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
-    let outcome = runtime.block_on(execute(&plan, vars, &options, Emitter { sinks }));
+    let outcome = runtime.block_on(async {
+        if let Some(interceptor) = &interceptor {
+            interceptor
+                .serve()
+                .map_err(|e| Error::Usage(format!("cannot listen for intercepted calls: {e}")))?;
+        }
+        Ok::<_, Error>(execute(&plan, vars, &options, Emitter { sinks }).await)
+    })?;
     let masker = outcome.vars.masker();
+    if let Some(interceptor) = interceptor.as_ref().filter(|i| i.mode == Mode::Record) {
+        if let Err(e) = interceptor.save(&masker) {
+            eprintln!("error: {e}");
+            return Ok(EXIT_FAILED);
+        }
+    }
     record_state(&mut state, &loaded, &tracker, &outcome);
     if let Err(e) = state.save(&state_path, &masker) {
         eprintln!("warning: could not save {}: {e}", state_path.display());
@@ -261,6 +292,29 @@ fn missing_for_partial_run(
     diagnostics
 }
 
+/// Replay or record, from the command line or the front matter's `replay:`.
+fn interceptor(loaded: &Loaded, args: &RunArgs) -> Result<Option<Interceptor>> {
+    let settings = &loaded.runbook.settings;
+    let (mode, dir) = match (&args.replay, &args.record, &settings.replay) {
+        (Some(dir), _, _) => (Mode::Replay, dir.clone()),
+        (None, Some(dir), _) => (Mode::Record, dir.clone()),
+        (None, None, Some(dir)) => (Mode::Replay, loaded.folder().join(dir)),
+        (None, None, None) => return Ok(None),
+    };
+    let tools = settings
+        .intercept
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TOOLS.iter().map(|t| t.to_string()).collect());
+    let folder = loaded
+        .folder()
+        .canonicalize()
+        .unwrap_or_else(|_| loaded.folder());
+    let cassette = cassette::path_in(&dir, &loaded.path);
+    Interceptor::new(mode, cassette, &loaded.path, &folder, tools)
+        .map(Some)
+        .map_err(Error::Usage)
+}
+
 fn recorder(loaded: &Loaded, args: &RunArgs) -> Option<Recorder> {
     if args.no_write {
         return None;
@@ -342,7 +396,7 @@ pub fn preflight(
     loaded: &Loaded,
     cells: &[usize],
     yes: bool,
-    path: Option<&str>,
+    intercepted: &[String],
 ) -> Vec<Diagnostic> {
     let runbook = &loaded.runbook;
     let mut diagnostics = Vec::new();
@@ -372,8 +426,8 @@ pub fn preflight(
                 if TOOL_TAGS.contains(&cell.lang.as_str()) {
                     programs.push(cell.lang.clone());
                 }
-                for program in programs {
-                    if find_on_path(&program, path).is_none() && reported.insert(program.clone()) {
+                for program in programs.into_iter().filter(|p| !intercepted.contains(p)) {
+                    if find_on_path(&program, None).is_none() && reported.insert(program.clone()) {
                         diagnostics.push(
                             Diagnostic::error(
                                 format!(
@@ -412,8 +466,13 @@ pub fn preflight(
             }
         }
     }
-    for tool in &runbook.settings.requires {
-        if find_on_path(tool, path).is_none() && reported.insert(tool.clone()) {
+    for tool in runbook
+        .settings
+        .requires
+        .iter()
+        .filter(|t| !intercepted.contains(t))
+    {
+        if find_on_path(tool, None).is_none() && reported.insert(tool.clone()) {
             let span = loaded.runbook.front_matter.clone().unwrap_or(0..0);
             diagnostics.push(
                 Diagnostic::error(format!("required tool `{tool}` is not on PATH"), span)

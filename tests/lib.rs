@@ -4,5 +4,6 @@ mod support;
 
 mod document;
 mod list;
+mod replay;
 mod run;
 mod state;

@@ -1,0 +1,217 @@
+//! The run's side of replay and record: a folder of shims put first on the
+//! cells' PATH, and a socket on which intercepted calls are answered from
+//! the cassette (replay) or collected into it (record).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use crate::cassette::{Call, Cassette, Normalizer, Player};
+use crate::executor::MissLog;
+use crate::secrets::Masker;
+use crate::shim::{Request, Response, MODE_ENV, REAL_PATH_ENV, SOCKET_ENV};
+
+/// The tools intercepted unless the front matter names others.
+pub const DEFAULT_TOOLS: [&str; 3] = ["az", "kubectl", "helm"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Replay,
+    Record,
+}
+
+/// What the socket task shares with the run.
+#[derive(Debug)]
+pub struct Shared {
+    mode: Mode,
+    player: Player,
+    recorded: Vec<Call>,
+    /// Calls that had no recording since the last look.
+    misses: Vec<String>,
+}
+
+pub struct Interceptor {
+    pub mode: Mode,
+    /// Holds the shims and the socket; removed on drop.
+    dir: tempfile::TempDir,
+    pub shared: Arc<Mutex<Shared>>,
+    cassette_path: PathBuf,
+    runbook_name: String,
+    folder: PathBuf,
+    pub tools: Vec<String>,
+}
+
+impl Interceptor {
+    /// Prepares the shims for `tools`; in replay mode loads the cassette.
+    pub fn new(
+        mode: Mode,
+        cassette_path: PathBuf,
+        runbook: &Path,
+        folder: &Path,
+        tools: Vec<String>,
+    ) -> Result<Interceptor, String> {
+        let cassette = match mode {
+            Mode::Replay => Cassette::load(&cassette_path)?,
+            Mode::Record => Cassette::default(),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-shims-")
+            .tempdir()
+            .map_err(|e| format!("cannot create the shim folder: {e}"))?;
+        let binary =
+            std::env::current_exe().map_err(|e| format!("cannot find the runbook binary: {e}"))?;
+        for tool in &tools {
+            std::os::unix::fs::symlink(&binary, dir.path().join(tool))
+                .map_err(|e| format!("cannot create the {tool} shim: {e}"))?;
+        }
+        Ok(Interceptor {
+            mode,
+            shared: Arc::new(Mutex::new(Shared {
+                mode,
+                player: Player::new(cassette, folder),
+                recorded: Vec::new(),
+                misses: Vec::new(),
+            })),
+            dir,
+            cassette_path,
+            runbook_name: runbook
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            folder: folder.to_path_buf(),
+            tools,
+        })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("socket")
+    }
+
+    /// The PATH for cells: the shims first.
+    pub fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// Environment the shims need.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (SOCKET_ENV.into(), self.socket().display().to_string()),
+            (
+                REAL_PATH_ENV.into(),
+                std::env::var("PATH").unwrap_or_default(),
+            ),
+            (
+                MODE_ENV.into(),
+                match self.mode {
+                    Mode::Replay => "replay".into(),
+                    Mode::Record => "record".into(),
+                },
+            ),
+        ]
+    }
+
+    /// Starts answering calls; must run inside the tokio runtime.
+    pub fn serve(&self) -> std::io::Result<()> {
+        let listener = UnixListener::bind(self.socket())?;
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut line = String::new();
+                    if BufReader::new(read).read_line(&mut line).await.is_err() {
+                        return;
+                    }
+                    let response = match serde_json::from_str::<Request>(&line) {
+                        Ok(request) => shared.lock().expect("not poisoned").handle(request),
+                        Err(e) => Response {
+                            stdout: String::new(),
+                            stderr: format!("runbook: bad request from a shim: {e}\n"),
+                            exit: 127,
+                        },
+                    };
+                    let mut reply = serde_json::to_string(&response).expect("responses serialise");
+                    reply.push('\n');
+                    let _ = write.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// Writes what was recorded (secrets masked, GUIDs and paths
+    /// normalised) to the cassette.
+    pub fn save(&self, masker: &Masker) -> Result<(), String> {
+        let shared = self.shared.lock().expect("not poisoned");
+        let mut normalizer = Normalizer::new(&self.folder);
+        let cassette = Cassette {
+            version: crate::cassette::VERSION,
+            runbook: self.runbook_name.clone(),
+            calls: shared
+                .recorded
+                .iter()
+                .map(|c| normalizer.call(c.clone(), masker))
+                .collect(),
+        };
+        if let Some(parent) = self.cassette_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        crate::atomic::write_if_changed(&self.cassette_path, cassette.to_json().as_bytes())
+            .map(|_| ())
+            .map_err(|e| format!("{}: {e}", self.cassette_path.display()))
+    }
+}
+
+impl Shared {
+    fn handle(&mut self, request: Request) -> Response {
+        if let Some(call) = request.recorded {
+            let exit = call.exit;
+            self.recorded.push(call);
+            return Response {
+                stdout: String::new(),
+                stderr: String::new(),
+                exit,
+            };
+        }
+        debug_assert_eq!(self.mode, Mode::Replay);
+        match self.player.answer(&request.argv, &request.stdin) {
+            Ok(call) => Response {
+                stdout: call.stdout,
+                stderr: call.stderr,
+                exit: call.exit,
+            },
+            Err(miss) => {
+                let mut message = format!("runbook: no recording for `{}`", miss.command_line);
+                if !request.stdin.is_empty() {
+                    message.push_str(" with this stdin");
+                }
+                if !miss.closest.is_empty() {
+                    message.push_str("\n  closest recorded calls:");
+                    for line in &miss.closest {
+                        message.push_str(&format!("\n    {line}"));
+                    }
+                }
+                message.push_str("\n  hint: record it with `runbook run FILE --record DIR`");
+                self.misses.push(message.clone());
+                Response {
+                    stdout: String::new(),
+                    stderr: format!("{message}\n"),
+                    exit: 127,
+                }
+            }
+        }
+    }
+}
+
+impl MissLog for Arc<Mutex<Shared>> {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().expect("not poisoned").misses)
+    }
+}
