@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a runbook's cells in order and record their outputs in it
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List a runbook's cells: number, id, language, captures, variables used
     List(ListArgs),
     /// Show each cell's last result and whether it changed since
