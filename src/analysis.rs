@@ -141,6 +141,18 @@ fn assignment_re() -> &'static regex::Regex {
     })
 }
 
+fn loop_re() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"\bfor[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]+in\b").expect("valid regex")
+    })
+}
+
+fn read_re() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"\bread((?:[ \t]+[^ \t;|&<>\n]+)+)").expect("valid regex"))
+}
+
 fn function_re() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
@@ -159,6 +171,19 @@ pub fn defines(cell: &Cell) -> BTreeSet<Symbol> {
     if cell.interpreter().is_some_and(|i| i.is_posix_shell()) {
         for c in assignment_re().captures_iter(&cell.body) {
             symbols.insert(Symbol::Var(c[1].to_string()));
+        }
+        for c in loop_re().captures_iter(&cell.body) {
+            symbols.insert(Symbol::Var(c[1].to_string()));
+        }
+        for c in read_re().captures_iter(&cell.body) {
+            let mut words = c[1].split_whitespace().peekable();
+            while let Some(word) = words.next() {
+                if matches!(word, "-p" | "-d" | "-t" | "-n" | "-N" | "-u") {
+                    words.next();
+                } else if crate::parser::is_variable_name(word) {
+                    symbols.insert(Symbol::Var(word.to_string()));
+                }
+            }
         }
         for c in function_re().captures_iter(&cell.body) {
             let name = c.get(1).or_else(|| c.get(2)).expect("one group matches");

@@ -23,6 +23,36 @@ pub enum Command {
     List(ListArgs),
     /// Show each cell's last result and whether it changed since
     Status(StatusArgs),
+    /// Find what is wrong with runbooks without running them
+    Check(CheckArgs),
+    /// Re-run runbooks in scratch copies and compare outputs with the recorded ones
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The runbooks
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON object per diagnostic and tool
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The runbooks
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Answer az/kubectl/helm from the cassettes in DIR
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// Write the fresh outputs into the documents
+    #[arg(long)]
+    pub update: bool,
+    /// Test this many files at once (default: one per core)
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod atomic;
 pub mod attrs;
 pub mod cassette;
+pub mod check;
 pub mod cli;
 pub mod diagnostic;
 pub mod document;
@@ -32,11 +33,13 @@ pub mod run;
 pub mod secrets;
 pub mod selection;
 pub mod shim;
+pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod table;
 pub mod template;
 pub mod terminal;
+pub mod testing;
 pub mod tools;
 pub mod vars;
 pub mod writer;
@@ -57,16 +60,35 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            eprint!("{}", error.render(color));
+            eprint!("{}", error.render(color_on_stderr()));
             error.exit_code()
         }
     }
 }
 
+fn color_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Check(args) => {
+            let reports: Vec<check::Report> = args.files.iter().map(|f| check::check(f)).collect();
+            Ok(check::print(&reports, args.json, color_on_stderr()))
+        }
+        Command::Test(args) => {
+            let options = testing::Options {
+                replay: args.replay.clone(),
+                update: args.update,
+                jobs: args
+                    .jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            let results = testing::test_files(&args.files, &options);
+            Ok(testing::print(&results, &options))
+        }
         Command::Status(args) => {
             let loaded = loader::load(&args.file)?;
             let state =

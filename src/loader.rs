@@ -20,6 +20,17 @@ impl Loaded {
         self.path.display().to_string()
     }
 
+    /// The span of `key:` in the front matter (the whole front matter if
+    /// the key is not found), for messages about settings.
+    pub fn front_matter_key(&self, key: &str) -> std::ops::Range<usize> {
+        let front = self.runbook.front_matter.clone().unwrap_or(0..0);
+        let needle = format!("{key}:");
+        match self.source[front.clone()].find(&needle) {
+            Some(at) => front.start + at..front.start + at + key.len(),
+            None => front,
+        }
+    }
+
     /// The folder the runbook lives in; relative paths in it start here.
     pub fn folder(&self) -> PathBuf {
         match self.path.parent() {

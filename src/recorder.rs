@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::document::Runbook;
 use crate::events::{Event, Sink};
+use crate::snapshot::{has_wildcards, matches};
 use crate::writer::{apply, Edit, Output};
 
 /// Least time between two writes of the document.
@@ -105,10 +106,19 @@ impl Sink for Recorder {
                 recorded: Some(text),
                 ..
             } => {
-                let output = (!text.is_empty() || *exit != 0).then(|| Output {
-                    text: text.clone(),
-                    exit: *exit,
+                let recorded = self.runbook.cells[*index].output.as_ref();
+                let still_matches = recorded.is_some_and(|old| {
+                    old.exit == *exit && has_wildcards(&old.text) && matches(&old.text, text)
                 });
+                // A recorded block whose wildcards still match stays as written.
+                let output = if still_matches {
+                    recorded.map(|old| Output {
+                        text: old.text.clone(),
+                        exit: old.exit,
+                    })
+                } else {
+                    Output::block(text.clone(), *exit)
+                };
                 if self.edits.get(index) != Some(&output) {
                     self.edits.insert(*index, output);
                     self.dirty = true;

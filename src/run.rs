@@ -28,7 +28,7 @@ use crate::output::Limits;
 use crate::recorder::Recorder;
 use crate::selection::{select, Selection};
 use crate::state::{self, State, Tracker};
-use crate::template::{environment, render, template_variables};
+use crate::template::{environment, render, template_variables, with_placeholders};
 use crate::terminal::Terminal;
 use crate::tools::find_on_path;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
@@ -360,7 +360,7 @@ fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
         overrides.secrets.push((name, value));
     }
     let mut vars = initial(&loaded.runbook.settings, &overrides).map_err(|error| {
-        let span = param_span(loaded, &error.name);
+        let span = loaded.front_matter_key(&error.name);
         document_error(
             loaded,
             vec![
@@ -378,16 +378,6 @@ fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
         }
     }
     Ok(vars)
-}
-
-fn param_span(loaded: &Loaded, name: &str) -> std::ops::Range<usize> {
-    let front = loaded.runbook.front_matter.clone().unwrap_or(0..0);
-    let text = &loaded.source[front.clone()];
-    let needle = format!("{name}:");
-    match text.find(&needle) {
-        Some(at) => front.start + at..front.start + at + name.len(),
-        None => front,
-    }
 }
 
 /// Problems that would stop the run part way: missing interpreters and
@@ -473,10 +463,12 @@ pub fn preflight(
         .filter(|t| !intercepted.contains(t))
     {
         if find_on_path(tool, None).is_none() && reported.insert(tool.clone()) {
-            let span = loaded.runbook.front_matter.clone().unwrap_or(0..0);
             diagnostics.push(
-                Diagnostic::error(format!("required tool `{tool}` is not on PATH"), span)
-                    .help("install it, or replay recorded calls with --replay DIR"),
+                Diagnostic::error(
+                    format!("required tool `{tool}` is not on PATH"),
+                    loaded.front_matter_key("requires"),
+                )
+                .help("install it, or replay recorded calls with --replay DIR"),
             );
         }
     }
@@ -493,7 +485,7 @@ fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
             Regex::new(&rule.regex)
                 .map(|re| (re, rule.with.clone()))
                 .map_err(|e| {
-                    let span = param_span(loaded, "redact");
+                    let span = loaded.front_matter_key("redact");
                     document_error(
                         loaded,
                         vec![Diagnostic::error(
@@ -509,8 +501,8 @@ fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
 /// Every cell as it would run, captures shown as `<NAME>`, secrets masked.
 pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
     let env = environment();
-    let mut vars = vars.clone();
     let masker = vars.masker();
+    let values = with_placeholders(vars, &loaded.runbook);
     let mut out = String::new();
     for &i in cells {
         let cell = &loaded.runbook.cells[i];
@@ -525,20 +517,13 @@ pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
             loaded.display(),
             cell.line
         ));
-        let rendered = render(&env, &cell.body, &vars.template_values(), shell)
+        let rendered = render(&env, &cell.body, &values, shell)
             .unwrap_or_else(|e| format!("<template error: {}>\n", e.message));
         out.push_str(&masker.mask(&rendered));
         if !rendered.ends_with('\n') {
             out.push('\n');
         }
         out.push('\n');
-        if let Some(capture) = &cell.options.capture {
-            vars.set(
-                &capture.name,
-                serde_json::Value::String(format!("<{}>", capture.name)),
-                false,
-            );
-        }
     }
     out
 }

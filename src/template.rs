@@ -248,3 +248,40 @@ mod tests {
         assert_eq!(line_of_use("a\nb {{ X }}\n", "X"), Some(2));
     }
 }
+
+/// A stand-in for a value only a run can know (a capture), for dry runs
+/// and checks: any field of it is another stand-in, and it prints as
+/// `<NAME.field>`.
+#[derive(Debug)]
+pub struct Placeholder(pub String);
+
+impl minijinja::value::Object for Placeholder {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        let name = match key.as_str() {
+            Some(field) => format!("{}.{field}", self.0),
+            None => format!("{}[{key}]", self.0),
+        };
+        Some(Value::from_object(Placeholder(name)))
+    }
+
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+/// Template values with every capture of the runbook that `vars` lacks
+/// standing in as a [`Placeholder`].
+pub fn with_placeholders(
+    vars: &crate::vars::Vars,
+    runbook: &crate::document::Runbook,
+) -> BTreeMap<String, Value> {
+    let mut values = vars.template_values();
+    for cell in &runbook.cells {
+        if let Some(capture) = &cell.options.capture {
+            values
+                .entry(capture.name.clone())
+                .or_insert_with(|| Value::from_object(Placeholder(capture.name.clone())));
+        }
+    }
+    values
+}

@@ -14,6 +14,17 @@ pub struct Output {
     pub exit: i32,
 }
 
+impl Output {
+    /// The block a cell's output gets: none for empty output with exit 0.
+    pub fn block(text: String, exit: i32) -> Option<Output> {
+        if text.is_empty() && exit == 0 {
+            None
+        } else {
+            Some(Output { text, exit })
+        }
+    }
+}
+
 /// A change to one cell's output block: `Some` writes it, `None` removes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edit {

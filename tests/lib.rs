@@ -2,6 +2,7 @@
 
 mod support;
 
+mod check;
 mod document;
 mod list;
 mod replay;

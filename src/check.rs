@@ -1,0 +1,427 @@
+//! `runbook check`: everything that can be found wrong without running a
+//! cell. Parse errors, unknown attributes, duplicate ids, variables used
+//! before anything defines them (an error in templates, a warning for
+//! `$NAME` in shell cells), the shell syntax of each rendered cell, and the
+//! tools the runbook needs, with their versions.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Serialize;
+
+use crate::analysis::{defines, undefined_variables, Symbol};
+use crate::diagnostic::Diagnostic;
+use crate::document::{CellKind, Interpreter, TOOL_TAGS};
+use crate::error::Error;
+use crate::lines::LineIndex;
+use crate::loader::{load, Loaded};
+use crate::template::{environment, render, shell_references, with_placeholders};
+use crate::tools::find_on_path;
+use crate::vars::{initial, Overrides};
+
+/// Variables a shell sets for itself, never reported as undefined.
+const SHELL_VARIABLES: &[&str] = &[
+    "BASH",
+    "BASHPID",
+    "BASH_SOURCE",
+    "BASH_VERSION",
+    "BASH_REMATCH",
+    "BASH_LINENO",
+    "EUID",
+    "FUNCNAME",
+    "GROUPS",
+    "HOME",
+    "HOSTNAME",
+    "HOSTTYPE",
+    "IFS",
+    "LINENO",
+    "OLDPWD",
+    "OPTARG",
+    "OPTIND",
+    "OSTYPE",
+    "PATH",
+    "PIPESTATUS",
+    "PPID",
+    "PWD",
+    "RANDOM",
+    "REPLY",
+    "SECONDS",
+    "SHELL",
+    "SHELLOPTS",
+    "SHLVL",
+    "TMPDIR",
+    "UID",
+    "USER",
+    "LANG",
+    "TERM",
+];
+
+/// A tool the runbook needs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tool {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub version: Option<String>,
+    /// Calls to it are answered from fixtures (`replay:`), so it may be absent.
+    pub replayed: bool,
+}
+
+/// What `check` found in one file.
+#[derive(Debug)]
+pub struct Report {
+    pub loaded: Option<Loaded>,
+    pub path: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+    pub tools: Vec<Tool>,
+    /// A failure that is not located in the text (unreadable file).
+    pub error: Option<String>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count() + usize::from(self.error.is_some())
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.iter().filter(|d| !d.is_error()).count()
+    }
+}
+
+pub fn check(path: &Path) -> Report {
+    let mut report = Report {
+        loaded: None,
+        path: path.to_path_buf(),
+        diagnostics: Vec::new(),
+        tools: Vec::new(),
+        error: None,
+    };
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(Error::Document {
+            diagnostics,
+            source_text,
+            ..
+        }) => {
+            report.diagnostics = diagnostics;
+            report.loaded = Some(Loaded {
+                path: path.to_path_buf(),
+                source: source_text,
+                runbook: Default::default(),
+            });
+            return report;
+        }
+        Err(other) => {
+            report.error = Some(other.to_string());
+            return report;
+        }
+    };
+    let runbook = &loaded.runbook;
+    let vars = match initial(&runbook.settings, &Overrides::default()) {
+        Ok(vars) => vars,
+        Err(e) => {
+            let span = loaded.front_matter_key(&e.name);
+            report.diagnostics.push(Diagnostic::error(
+                format!("param {}: {}", e.name, e.message),
+                span,
+            ));
+            Default::default()
+        }
+    };
+    let mut defined: BTreeSet<String> = vars.names().into_iter().collect();
+    defined.extend(runbook.settings.secrets.iter().cloned());
+    let cells: Vec<usize> = (0..runbook.cells.len()).collect();
+    report.diagnostics.extend(undefined_variables(
+        &loaded.source,
+        runbook,
+        &cells,
+        &defined,
+    ));
+    report
+        .diagnostics
+        .extend(shell_variable_warnings(&loaded, &defined));
+    report.diagnostics.extend(syntax_errors(&loaded, &vars));
+    report.tools = tools(&loaded);
+    for tool in report
+        .tools
+        .iter()
+        .filter(|t| t.path.is_none() && !t.replayed)
+    {
+        let span = runbook
+            .cells
+            .iter()
+            .find(|c| {
+                c.lang == tool.name || c.interpreter().is_some_and(|i| i.program() == tool.name)
+            })
+            .map(|c| c.info_span.clone())
+            .unwrap_or_else(|| loaded.front_matter_key("requires"));
+        report.diagnostics.push(
+            Diagnostic::error(format!("`{}` is not on PATH", tool.name), span).help(
+                "install it, or answer its calls from fixtures with `replay:` or --replay DIR",
+            ),
+        );
+    }
+    report.diagnostics.sort_by_key(|d| d.span.start);
+    report.loaded = Some(loaded);
+    report
+}
+
+/// `$NAME` in shell cells that no param, capture, earlier assignment or
+/// the environment provides.
+fn shell_variable_warnings(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<Diagnostic> {
+    let index = LineIndex::new(&loaded.source);
+    let mut known = defined.clone();
+    let mut diagnostics = Vec::new();
+    for cell in &loaded.runbook.cells {
+        let own: BTreeSet<String> = defines(cell)
+            .into_iter()
+            .filter_map(|s| match s {
+                Symbol::Var(name) => Some(name),
+                Symbol::Function(_) => None,
+            })
+            .collect();
+        if !cell.options.skip && cell.interpreter().is_some_and(Interpreter::is_posix_shell) {
+            for name in shell_references(&cell.body) {
+                if known.contains(&name)
+                    || own.contains(&name)
+                    || SHELL_VARIABLES.contains(&name.as_str())
+                    || std::env::var_os(&name).is_some()
+                {
+                    continue;
+                }
+                let needle = format!("${name}");
+                let braced = format!("${{{name}");
+                let at = cell
+                    .body
+                    .find(&needle)
+                    .or_else(|| cell.body.find(&braced))
+                    .unwrap_or(0);
+                let line = cell.line + 1 + cell.body[..at].matches('\n').count();
+                let start = index.offset_of_line(line);
+                let end = crate::lines::line_end(&loaded.source, start);
+                let span = match loaded.source[start..end].find(&name) {
+                    Some(col) => start + col..start + col + name.len(),
+                    None => start..end,
+                };
+                diagnostics.push(
+                    Diagnostic::warning(
+                        format!("${name} is not set by any param, capture or earlier cell"),
+                        span,
+                    )
+                    .label("read here")
+                    .help(format!(
+                        "it will be empty unless the caller's environment has {name}"
+                    )),
+                );
+                known.insert(name);
+            }
+        }
+        known.extend(own);
+    }
+    diagnostics
+}
+
+/// `bash -n` (or `sh -n`, `zsh -n`) on each shell cell as it would render.
+fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
+    let env = environment();
+    let values = with_placeholders(vars, &loaded.runbook);
+    let index = LineIndex::new(&loaded.source);
+    let mut diagnostics = Vec::new();
+    for cell in &loaded.runbook.cells {
+        let Some(interpreter) = cell.interpreter().filter(|i| i.is_posix_shell()) else {
+            continue;
+        };
+        if cell.options.skip || find_on_path(interpreter.program(), None).is_none() {
+            continue;
+        }
+        let Ok(script) = render(&env, &cell.body, &values, true) else {
+            continue;
+        };
+        let Some(message) = syntax_check(interpreter.program(), &script) else {
+            continue;
+        };
+        // "bash: line 3: syntax error near unexpected token `fi'"
+        let line_in_cell = message
+            .split("line ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(1);
+        let line = cell.line + line_in_cell.min(cell.body.lines().count().max(1));
+        let start = index.offset_of_line(line);
+        let text = message
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_once(": line ")
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .map_or(message.trim().to_string(), |(_, m)| m.to_string());
+        diagnostics.push(
+            Diagnostic::error(
+                format!("{} syntax: {text}", interpreter.program()),
+                start..crate::lines::line_end(&loaded.source, start),
+            )
+            .help(format!(
+                "`{} -n` rejects this cell as rendered",
+                interpreter.program()
+            )),
+        );
+    }
+    diagnostics
+}
+
+fn syntax_check(program: &str, script: &str) -> Option<String> {
+    let mut child = Command::new(program)
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let _ = child.stdin.take()?.write_all(script.as_bytes());
+    let output = child.wait_with_output().ok()?;
+    (!output.status.success()).then(|| String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Interpreters, tool tags and `requires:`, each looked up with its version.
+fn tools(loaded: &Loaded) -> Vec<Tool> {
+    let runbook = &loaded.runbook;
+    let mut names: Vec<String> = Vec::new();
+    for cell in runbook.cells.iter().filter(|c| !c.options.skip) {
+        if let CellKind::Code { interpreter } = cell.kind {
+            names.push(interpreter.program().to_string());
+            if TOOL_TAGS.contains(&cell.lang.as_str()) {
+                names.push(cell.lang.clone());
+            }
+        }
+    }
+    names.extend(runbook.settings.requires.iter().cloned());
+    let mut seen = BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    let intercepted: Vec<String> = runbook.settings.intercept.clone().unwrap_or_else(|| {
+        crate::interceptor::DEFAULT_TOOLS
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    });
+    names
+        .into_iter()
+        .map(|name| {
+            let path = find_on_path(&name, None);
+            let version = path.as_ref().and_then(|p| version_of(&name, p));
+            Tool {
+                replayed: runbook.settings.replay.is_some() && intercepted.contains(&name),
+                name,
+                path,
+                version,
+            }
+        })
+        .collect()
+}
+
+fn version_of(name: &str, path: &Path) -> Option<String> {
+    let args: &[&str] = match name {
+        "kubectl" => &["version", "--client"],
+        "helm" => &["version", "--short"],
+        "sh" | "dash" => return None,
+        _ => &["--version"],
+    };
+    let output = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = if output.stdout.is_empty() {
+        output.stderr
+    } else {
+        output.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// A diagnostic for editors: one JSON object per line.
+#[derive(Debug, Serialize)]
+pub struct JsonDiagnostic<'a> {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub severity: crate::diagnostic::Severity,
+    pub message: &'a str,
+    pub help: Option<&'a str>,
+}
+
+/// Prints the reports; returns the exit status (1 on any error).
+pub fn print(reports: &[Report], json: bool, color: bool) -> i32 {
+    let mut failed = false;
+    for report in reports {
+        let name = report.path.display().to_string();
+        failed |= report.errors() > 0;
+        if let Some(error) = &report.error {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": name, "severity": "error", "message": error})
+                );
+            } else {
+                eprintln!("error: {error}");
+            }
+            continue;
+        }
+        let source = report
+            .loaded
+            .as_ref()
+            .map(|l| l.source.as_str())
+            .unwrap_or("");
+        let index = LineIndex::new(source);
+        for diagnostic in &report.diagnostics {
+            if json {
+                let (line, column) = index.line_col(source, diagnostic.span.start);
+                let entry = JsonDiagnostic {
+                    file: name.clone(),
+                    line,
+                    column,
+                    severity: diagnostic.severity,
+                    message: &diagnostic.message,
+                    help: diagnostic.help.as_deref(),
+                };
+                println!("{}", serde_json::to_string(&entry).expect("serialises"));
+            } else {
+                eprintln!("{}", diagnostic.render(&name, source, color));
+            }
+        }
+        for tool in &report.tools {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": name, "tool": tool.name, "path": tool.path, "version": tool.version, "replayed": tool.replayed})
+                );
+            } else {
+                let state = match (&tool.path, &tool.version) {
+                    (Some(_), Some(version)) => version.clone(),
+                    (Some(path), None) => format!("found at {}", path.display()),
+                    (None, _) if tool.replayed => {
+                        "not installed (answered from fixtures)".to_string()
+                    }
+                    (None, _) => "NOT FOUND".to_string(),
+                };
+                println!("{name}: {}: {state}", tool.name);
+            }
+        }
+        if !json {
+            println!(
+                "{name}: {} cells, {} error{}, {} warning{}",
+                report.loaded.as_ref().map_or(0, |l| l.runbook.cells.len()),
+                report.errors(),
+                if report.errors() == 1 { "" } else { "s" },
+                report.warnings(),
+                if report.warnings() == 1 { "" } else { "s" },
+            );
+        }
+    }
+    i32::from(failed)
+}

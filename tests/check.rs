@@ -1,0 +1,216 @@
+//! `runbook check` and `runbook test` on documents written to fail in each way.
+
+use crate::support::Test;
+
+#[test]
+fn check_reports_each_kind_of_problem() {
+    let test = Test::new();
+    test.write(
+        "bad.md",
+        "---\nrunbook:\n  params:\n    RG: rg-dev\n  requires: [no-such-tool-xyz]\n---\n```bash\necho \"$RG $UNSET_THING\"\nif true; then echo x\n```\n\n```bash\necho {{ NOPE }}\n```\n\n```sh\nfor f in a b; do echo $f; done\nread -r first < /dev/null; echo \"$first\"\n```\n",
+    );
+    let run = test.run(&["check", "bad.md"]).code(1);
+    // Tool lines that name paths and versions differ between machines.
+    let stdout: String = run
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("version") && !l.contains("found at"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!(
+        "check_text",
+        format!("--- stdout\n{stdout}--- stderr\n{}", run.stderr)
+    );
+    let run = test.run(&["check", "bad.md", "--json"]).code(1);
+    let entries: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let diagnostics: Vec<(u64, &str, &str)> = entries
+        .iter()
+        .filter(|e| e.get("severity").is_some())
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["severity"].as_str().unwrap(),
+                e["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        diagnostics,
+        [
+            (5, "error", "`no-such-tool-xyz` is not on PATH"),
+            (
+                8,
+                "warning",
+                "$UNSET_THING is not set by any param, capture or earlier cell"
+            ),
+            (
+                9,
+                "error",
+                "bash syntax: syntax error: unexpected end of file"
+            ),
+            (13, "error", "undefined variable NOPE (defined so far: RG)"),
+        ]
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["tool"] == "bash" && e["version"].as_str().is_some_and(|v| v.contains("bash"))));
+}
+
+#[test]
+fn check_passes_a_good_runbook_and_reports_parse_errors_of_bad_ones() {
+    let test = Test::new();
+    test.write(
+        "good.md",
+        "```bash {capture=X}\necho hi\n```\n\n```bash\necho \"$X {{ X }}\"\n```\n",
+    );
+    test.write(
+        "broken.md",
+        "```bash {id=a captur=X}\ntrue\n```\n\n```sh {#a}\ntrue\n```\n",
+    );
+    let run = test.run(&["check", "good.md"]).code(0);
+    assert!(
+        run.stdout
+            .contains("good.md: 2 cells, 0 errors, 0 warnings"),
+        "{}",
+        run.stdout
+    );
+    let run = test.run(&["check", "good.md", "broken.md"]).code(1);
+    assert!(
+        run.stderr.contains("error: unknown attribute `captur`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("error: duplicate cell id `a`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("broken.md: 0 cells, 2 errors"),
+        "{}",
+        run.stdout
+    );
+}
+
+const DOC: &str = "---\nrunbook:\n  redact:\n    - { regex: '\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z', with: '[TIMESTAMP]' }\n---\n```bash {#stable}\necho \"made at $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\necho \"id: $RANDOM\"\nseq 1 5\n```\n```output\nmade at [TIMESTAMP]\nid: [..]\n1\n...\n5\n```\n\n```bash {#changed}\necho changed\n```\n```output\noriginal\n```\n\n```bash {#new}\necho new\n```\n\n```bash {#exit expect=any}\nexit 3\n```\n```output {exit=3}\n```\n";
+
+#[test]
+fn test_compares_fresh_outputs_with_wildcards_and_redactions() {
+    let test = Test::new();
+    test.write("doc.md", DOC);
+    let run = test.run(&["test", "doc.md"]).code(1);
+    insta::assert_snapshot!("test_report", run.stdout);
+    // The document itself is untouched by a test run.
+    assert_eq!(test.read("doc.md"), DOC);
+}
+
+#[test]
+fn test_update_accepts_the_fresh_outputs_and_run_keeps_matching_wildcards() {
+    let test = Test::new();
+    test.write("doc.md", DOC);
+    let run = test.run(&["test", "doc.md", "--update"]).code(0);
+    assert!(
+        run.stdout
+            .contains("doc.md: updated with the fresh outputs"),
+        "{}",
+        run.stdout
+    );
+    let updated = test.read("doc.md");
+    assert!(updated.contains("```output\nchanged\n```"), "{updated}");
+    assert!(updated.contains("```output\nnew\n```"), "{updated}");
+    assert!(
+        updated.contains("made at [TIMESTAMP]\nid: [..]\n1\n...\n5\n"),
+        "{updated}"
+    );
+    test.run(&["test", "doc.md"]).code(0);
+    // `run` keeps the recorded block whose wildcards still match.
+    test.run(&["run", "doc.md"]).code(0);
+    assert_eq!(test.read("doc.md"), updated);
+}
+
+#[test]
+fn several_files_run_in_parallel_with_one_summary() {
+    let test = Test::new();
+    for i in 0..4 {
+        test.write(
+            &format!("d{i}/doc.md"),
+            &format!("```bash\necho {i}\n```\n```output\n{i}\n```\n"),
+        );
+    }
+    test.write("d4/doc.md", "```bash\necho four\n```\n```output\n4\n```\n");
+    let run = test
+        .run(&[
+            "test",
+            "-j",
+            "3",
+            "d0/doc.md",
+            "d1/doc.md",
+            "d2/doc.md",
+            "d3/doc.md",
+            "d4/doc.md",
+        ])
+        .code(1);
+    assert!(
+        run.stdout.ends_with("4 passed, 1 failed\n"),
+        "{}",
+        run.stdout
+    );
+    let order: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("test "))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "test d0/doc.md",
+            "test d1/doc.md",
+            "test d2/doc.md",
+            "test d3/doc.md",
+            "test d4/doc.md"
+        ]
+    );
+}
+
+#[test]
+fn test_replays_fixtures_from_the_front_matter_in_a_scratch_copy() {
+    let test = Test::new();
+    test.write("fx/doc.json", r#"{"calls": [{"argv": ["az", "account", "show", "--query", "name", "-o", "tsv"], "stdout": "Contoso Dev\n"}]}"#);
+    test.write(
+        "doc.md",
+        "---\nrunbook:\n  replay: fx\n---\n```az\naz account show --query name -o tsv\n```\n```output\nContoso Dev\n```\n\n```yaml {file=out/made.yaml}\nmade: true\n```\n",
+    );
+    let run = test.run(&["test", "doc.md"]).code(0);
+    assert!(run.stdout.contains("1 passed, 0 failed"), "{}", run.stdout);
+    assert!(
+        !test.path("out/made.yaml").exists(),
+        "the test wrote beside the runbook"
+    );
+    assert!(!test.path(".runbook").exists());
+}
+
+#[test]
+fn the_projects_own_runbooks_check_and_test_clean() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut runbooks: Vec<String> = std::fs::read_dir(root.join("runbooks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| p.display().to_string())
+        .collect();
+    runbooks.sort();
+    assert!(!runbooks.is_empty());
+    let test = Test::new();
+    let mut args = vec!["check"];
+    args.extend(runbooks.iter().map(String::as_str));
+    let run = test.run(&args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    args[0] = "test";
+    let run = test.run(&args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
