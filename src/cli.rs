@@ -107,6 +107,9 @@ pub struct RunArgs {
     /// Run the real tools and record their calls into cassettes in DIR
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Run the real tools even though the front matter names fixtures
+    #[arg(long, conflicts_with_all = ["replay", "record"])]
+    pub no_replay: bool,
 }
 
 #[derive(Debug, Args)]

@@ -298,8 +298,8 @@ fn interceptor(loaded: &Loaded, args: &RunArgs) -> Result<Option<Interceptor>> {
     let (mode, dir) = match (&args.replay, &args.record, &settings.replay) {
         (Some(dir), _, _) => (Mode::Replay, dir.clone()),
         (None, Some(dir), _) => (Mode::Record, dir.clone()),
-        (None, None, Some(dir)) => (Mode::Replay, loaded.folder().join(dir)),
-        (None, None, None) => return Ok(None),
+        (None, None, Some(dir)) if !args.no_replay => (Mode::Replay, loaded.folder().join(dir)),
+        (None, None, _) => return Ok(None),
     };
     let tools = settings
         .intercept
