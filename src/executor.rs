@@ -359,7 +359,7 @@ impl Executor<'_, '_> {
                     })
                     .and_then(|text| self.write_file(&text, path, *mode));
                 let ending = match written {
-                    Ok(()) => Ending::new(Status::Passed, 0),
+                    Ok(()) => Ending::new(Status::Passed, 0).message(format!("wrote {path}")),
                     Err(message) => Ending::new(Status::Failed, 1).message(message),
                 };
                 return self.finished(cell, index, started, ending);

@@ -163,6 +163,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         eprintln!("error: {error}");
         return Ok(EXIT_FAILED);
     }
+    if let (Some(output), false) = (&args.output, args.json) {
+        eprintln!("executed document written to {}", output.display());
+    }
     Ok(match outcome.status {
         RunStatus::Passed => 0,
         RunStatus::Failed => EXIT_FAILED,

@@ -4,6 +4,7 @@ mod support;
 
 mod check;
 mod document;
+mod lab;
 mod list;
 mod replay;
 mod run;
