@@ -62,25 +62,8 @@ pub fn contexts(template: &str) -> Vec<(usize, Context)> {
                     stack.pop();
                 }
             }
-            Frame::Double => match c {
+            Frame::Double | Frame::Code { .. } | Frame::Backquote => match c {
                 b'\\' => i += 1,
-                b'"' => {
-                    stack.pop();
-                }
-                b'`' => stack.push(Frame::Backquote),
-                b'$' if rest.starts_with("$(") => {
-                    stack.push(Frame::Code {
-                        parens: 0,
-                        nested: true,
-                    });
-                    i += 1;
-                }
-                _ => {}
-            },
-            Frame::Code { .. } | Frame::Backquote => match c {
-                b'\\' => i += 1,
-                b'\'' => stack.push(Frame::Single),
-                b'"' => stack.push(Frame::Double),
                 b'`' if top == Frame::Backquote => {
                     stack.pop();
                 }
@@ -92,6 +75,13 @@ pub fn contexts(template: &str) -> Vec<(usize, Context)> {
                     });
                     i += 1;
                 }
+                b'"' if top == Frame::Double => {
+                    stack.pop();
+                }
+                // Inside double quotes nothing else is special here.
+                _ if top == Frame::Double => {}
+                b'\'' => stack.push(Frame::Single),
+                b'"' => stack.push(Frame::Double),
                 b'(' => {
                     if let Some(Frame::Code { parens, .. }) = stack.last_mut() {
                         *parens += 1;

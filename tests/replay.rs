@@ -46,17 +46,11 @@ fn a_recorded_run_replays_identically_without_the_tool() {
     let test = Test::new();
     test.write("lab.md", LAB);
     let path = with_fake_az(&test);
-    let run = test
-        .command(&["run", "lab.md", "--record", "fixtures"])
-        .env("PATH", &path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    test.run_env(
+        &["run", "lab.md", "--record", "fixtures"],
+        &[("PATH", &path)],
+    )
+    .code(0);
     let recorded = test.read("lab.md");
     assert!(
         recorded.contains("az group show --name rg-dev (call 3)"),
@@ -86,17 +80,11 @@ fn a_recorded_run_replays_identically_without_the_tool() {
 
     // Replay with no az anywhere: same document, and the tool never ran.
     test.write("lab.md", LAB);
-    let run = test
-        .command(&["run", "lab.md", "--replay", "fixtures"])
-        .env("PATH", without_az())
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    test.run_env(
+        &["run", "lab.md", "--replay", "fixtures"],
+        &[("PATH", &without_az())],
+    )
+    .code(0);
     let replayed = test.read("lab.md");
     assert_eq!(
         replayed,
@@ -113,17 +101,14 @@ fn repeated_calls_answer_in_order_and_the_last_repeats() {
     let test = Test::new();
     test.write("lab.md", "```az\naz vm list\naz vm list\n```\n");
     let path = with_fake_az(&test);
-    test.command(&["run", "lab.md", "--record", "fx"])
-        .env("PATH", &path)
-        .output()
-        .unwrap();
+    test.run_env(&["run", "lab.md", "--record", "fx"], &[("PATH", &path)])
+        .code(0);
     test.write("lab.md", "```az\naz vm list\naz vm list\naz vm list\n```\n");
-    let run = test
-        .command(&["run", "lab.md", "--replay", "fx"])
-        .env("PATH", without_az())
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(0));
+    test.run_env(
+        &["run", "lab.md", "--replay", "fx"],
+        &[("PATH", &without_az())],
+    )
+    .code(0);
     let doc = test.read("lab.md");
     assert!(doc.contains("az vm list (call 1)\nid: 00000000-0000-0000-0000-000000000001\naz vm list (call 2)\nid: 00000000-0000-0000-0000-000000000001\naz vm list (call 2)\n"), "{doc}");
 }
@@ -184,24 +169,18 @@ fn recorded_secrets_are_masked_and_loops_keep_their_input() {
         "```bash\nwhile read name; do az group show --name \"$name\"; done < names.txt\n```\n\n```az\naz login --password \"$PASSWORD\"\n```\n",
     );
     let path = with_fake_az(&test);
-    let run = test
-        .command(&[
+    test.run_env(
+        &[
             "run",
             "lab.md",
             "--record",
             "fx",
             "--secret",
             "PASSWORD=hunter2-long",
-        ])
-        .env("PATH", &path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+        ],
+        &[("PATH", &path)],
+    )
+    .code(0);
     let doc = test.read("lab.md");
     assert!(doc.contains("az group show --name three (call 3)"), "{doc}");
     let cassette = test.read("fx/lab.json");
@@ -235,16 +214,7 @@ fn the_real_kubectl_client_recorded_then_replayed_without_it() {
     }
     let minimal = test.path("minimal").display().to_string();
     assert!(runbook::tools::find_on_path("kubectl", Some(&minimal)).is_none());
-    let run = test
-        .command(&["run", "lab.md", "--replay", "fx"])
-        .env("PATH", &minimal)
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    test.run_env(&["run", "lab.md", "--replay", "fx"], &[("PATH", &minimal)])
+        .code(0);
     assert_eq!(test.read("lab.md"), recorded);
 }

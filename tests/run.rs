@@ -98,18 +98,13 @@ fn a_missing_interpreter_is_an_error_before_anything_runs() {
     let test = Test::new();
     let doc = "```bash\ntouch ran\n```\n\n```pwsh\nWrite-Output hi\n```\n";
     test.write("doc.md", doc);
-    let run = test
-        .command(&["run", "doc.md"])
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .map(crate::support::Run::from)
-        .unwrap();
-    let run = if runbook::tools::find_on_path("pwsh", Some("/usr/bin:/bin")).is_some() {
+    if runbook::tools::find_on_path("pwsh", Some("/usr/bin:/bin")).is_some() {
         eprintln!("skipped: pwsh is installed, so it is not missing");
         return;
-    } else {
-        run.code(2)
-    };
+    }
+    let run = test
+        .run_env(&["run", "doc.md"], &[("PATH", "/usr/bin:/bin")])
+        .code(2);
     assert!(
         run.stderr
             .contains("`pwsh` is not on PATH; cell 2 needs it"),
@@ -141,17 +136,7 @@ fn pwsh_cells_get_their_code_and_variables() {
         test.path("bin").display(),
         std::env::var("PATH").unwrap()
     );
-    let run = test
-        .command(&["run", "doc.md"])
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    test.run_env(&["run", "doc.md"], &[("PATH", &path)]).code(0);
     assert!(
         test.read("doc.md")
             .contains("```output\nWrite-Output \"a b\"\nenv NAME=a b\n```"),
@@ -528,8 +513,9 @@ fn secrets_never_reach_any_byte_the_run_writes() {
             "---\nrunbook:\n  secrets: [FROM_ENV]\n---\n```bash {{capture=TOKEN secret}}\necho \"captured-$(echo s3cret)-value\"\n```\n\n```bash\necho \"$TOKEN $GIVEN $FROM_ENV $(echo {jwt_head} {jwt_tail} | tr -d ' ')\"\necho \"{{{{ TOKEN }}}}\" >&2\n```\n\n```bash {{capture=PLAIN}}\necho \"$GIVEN\"\n```\n\n```bash\nfalse \"$GIVEN\"\n```\n"
         ),
     );
-    let run = test
-        .command(&[
+    let env = [("FROM_ENV", "env-s3cret-value")];
+    let run = test.run_env(
+        &[
             "run",
             "doc.md",
             "--json",
@@ -537,19 +523,17 @@ fn secrets_never_reach_any_byte_the_run_writes() {
             "GIVEN=given-s3cret-value",
             "--output",
             "out.md",
-        ])
-        .env("FROM_ENV", "env-s3cret-value")
-        .output()
-        .unwrap();
-    let run2 = test
-        .command(&["run", "doc.md", "--secret", "GIVEN=given-s3cret-value"])
-        .env("FROM_ENV", "env-s3cret-value")
-        .output()
-        .unwrap();
+        ],
+        &env,
+    );
+    let run2 = test.run_env(
+        &["run", "doc.md", "--secret", "GIVEN=given-s3cret-value"],
+        &env,
+    );
     let mut everything = Vec::new();
     for output in [&run, &run2] {
-        everything.extend_from_slice(&output.stdout);
-        everything.extend_from_slice(&output.stderr);
+        everything.extend_from_slice(output.stdout.as_bytes());
+        everything.extend_from_slice(output.stderr.as_bytes());
     }
     for entry in walk(test.dir.path()) {
         everything.extend(std::fs::read(entry).unwrap());

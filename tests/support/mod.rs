@@ -45,7 +45,14 @@ impl Test {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().expect("runbook starts"))
+        self.run_env(args, &[])
+    }
+
+    /// Runs `runbook` with some environment variables set (PATH among them).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        Run::from(command.output().expect("runbook starts"))
     }
 }
 
