@@ -105,57 +105,33 @@ impl Emitter<'_> {
 
 /// SIGINT, SIGTERM and SIGHUP, as one stream of "stop now".
 struct Interrupts {
-    signals: Vec<Signal>,
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+    hangup: Option<Signal>,
 }
 
 impl Interrupts {
     fn new() -> Interrupts {
-        let kinds = [
-            SignalKind::interrupt(),
-            SignalKind::terminate(),
-            SignalKind::hangup(),
-        ];
         Interrupts {
-            signals: kinds.into_iter().filter_map(|k| signal(k).ok()).collect(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+            hangup: signal(SignalKind::hangup()).ok(),
         }
     }
 
     async fn recv(&mut self) {
-        if self.signals.is_empty() {
-            return std::future::pending().await;
-        }
-        let futures = self.signals.iter_mut().map(|s| Box::pin(s.recv()));
-        futures::select_all_compat(futures).await;
-    }
-}
-
-mod futures {
-    //! The smallest "first of several futures" this module needs.
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct SelectAll<F> {
-        inner: Vec<Pin<Box<F>>>,
-    }
-
-    impl<F: Future> Future for SelectAll<F> {
-        type Output = F::Output;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-            for future in self.inner.iter_mut() {
-                if let Poll::Ready(value) = future.as_mut().poll(cx) {
-                    return Poll::Ready(value);
+        async fn next(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Poll::Pending
         }
-    }
-
-    pub fn select_all_compat<F: Future>(
-        futures: impl Iterator<Item = Pin<Box<F>>>,
-    ) -> SelectAll<F> {
-        SelectAll {
-            inner: futures.collect(),
+        tokio::select! {
+            _ = next(&mut self.interrupt) => {}
+            _ = next(&mut self.terminate) => {}
+            _ = next(&mut self.hangup) => {}
         }
     }
 }

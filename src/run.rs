@@ -358,8 +358,13 @@ fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
             .push((name, serde_json::Value::String(value)));
     }
     for assignment in &args.secret {
-        let (name, value) =
-            parse_assignment(assignment).map_err(|e| Error::Usage(format!("--secret: {e}")))?;
+        // The message must not echo the argument: it holds a secret.
+        let (name, value) = parse_assignment(assignment).map_err(|_| {
+            Error::Usage(
+                "--secret: expected NAME=VALUE with NAME a variable name (the value is not shown)"
+                    .into(),
+            )
+        })?;
         overrides.secrets.push((name, value));
     }
     let mut vars = initial(&loaded.runbook.settings, &overrides).map_err(|error| {
