@@ -66,6 +66,17 @@ pub fn main() -> i32 {
     }
 }
 
+/// Rows as JSON lines, or as the table `table` lays out.
+fn print_rows<T: serde::Serialize>(rows: &[T], json: bool, table: fn(&[T]) -> String) {
+    if json {
+        for row in rows {
+            println!("{}", serde_json::to_string(row).expect("rows serialise"));
+        }
+    } else {
+        print!("{}", table(rows));
+    }
+}
+
 fn color_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
@@ -93,26 +104,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let loaded = loader::load(&args.file)?;
             let state =
                 state::State::load(&state::path_for(&loaded.path)).map_err(error::Error::Usage)?;
-            let rows = status::rows(&loaded, &state);
-            if args.json {
-                for row in rows {
-                    println!("{}", serde_json::to_string(&row).expect("rows serialise"));
-                }
-            } else {
-                print!("{}", status::table(&rows));
-            }
+            print_rows(&status::rows(&loaded, &state), args.json, status::table);
             Ok(0)
         }
         Command::List(args) => {
             let loaded = loader::load(&args.file)?;
-            let rows = list::rows(&loaded.runbook);
-            if args.json {
-                for row in rows {
-                    println!("{}", serde_json::to_string(&row).expect("rows serialise"));
-                }
-            } else {
-                print!("{}", list::table(&rows));
-            }
+            print_rows(&list::rows(&loaded.runbook), args.json, list::table);
             Ok(0)
         }
     }

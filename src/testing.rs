@@ -229,7 +229,9 @@ fn compare(loaded: &Loaded, fresh: &[Option<Fresh>], options: &Options, result: 
     }
 }
 
-fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies a folder's tree, leaving out dot-folders and files, `target` and
+/// `node_modules`.
+pub fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();

@@ -6,17 +6,7 @@ use crate::support::Test;
 
 fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "out" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
+    runbook::testing::copy_folder(from, to).unwrap();
 }
 
 #[test]
