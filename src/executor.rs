@@ -325,14 +325,7 @@ impl Executor<'_, '_> {
                     attempt: 1,
                 });
                 let written = rendered
-                    .map_err(|e| {
-                        let line = cell.line + e.line.unwrap_or(1);
-                        format!(
-                            "cell {} (line {line}): template error: {}",
-                            cell.name(),
-                            e.message
-                        )
-                    })
+                    .map_err(|e| self.template_error(cell, &e))
                     .and_then(|text| self.write_file(&text, path, *mode));
                 let ending = match written {
                     Ok(()) => Ending::new(Status::Passed, 0).message(format!("wrote {path}")),
@@ -350,12 +343,7 @@ impl Executor<'_, '_> {
         ) {
             Ok(code) => code,
             Err(error) => {
-                let line = cell.line + error.line.unwrap_or(1);
-                let message = format!(
-                    "cell {} (line {line}): template error: {}",
-                    cell.name(),
-                    error.message
-                );
+                let message = self.template_error(cell, &error);
                 let ending = Ending {
                     recorded: Some(message.clone()),
                     ..Ending::new(Status::Failed, 2).message(message)
@@ -699,6 +687,17 @@ impl Executor<'_, '_> {
         }
         let keep: Vec<i32> = self.kernels.values().filter_map(Kernel::pid).collect();
         crate::procs::kill_descendants(&keep);
+    }
+
+    /// `lab.md:12: template error in cell oidc: ...`
+    fn template_error(&self, cell: &Cell, error: &crate::template::TemplateError) -> String {
+        let line = cell.line + error.line.unwrap_or(1);
+        format!(
+            "{}:{line}: template error in cell {}: {}",
+            self.plan.file,
+            cell.name(),
+            error.message
+        )
     }
 
     fn write_file(&self, text: &str, path: &str, mode: Option<u32>) -> Result<(), String> {

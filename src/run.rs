@@ -92,7 +92,11 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         return Ok(0);
     }
     if cells.is_empty() {
-        eprintln!("nothing to run: every cell passed in the last run");
+        if loaded.runbook.cells.is_empty() {
+            eprintln!("{}: no cells to run", loaded.display());
+        } else {
+            eprintln!("nothing to run: every cell passed in the last run");
+        }
         return Ok(0);
     }
     let _lock =
