@@ -12,11 +12,22 @@ pub struct Lock {
     path: PathBuf,
 }
 
+/// Why the lock was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockError {
+    /// Another run holds it.
+    Busy(String),
+    /// The lock file cannot be made (a read-only folder, say).
+    Unavailable(String),
+}
+
 impl Lock {
     /// Takes the lock or says who holds it.
-    pub fn acquire(path: &Path, runbook: &str) -> Result<Lock, String> {
+    pub fn acquire(path: &Path, runbook: &str) -> Result<Lock, LockError> {
+        let unavailable =
+            |e: std::io::Error| LockError::Unavailable(format!("{}: {e}", path.display()));
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(unavailable)?;
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -24,7 +35,7 @@ impl Lock {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(unavailable)?;
         // SAFETY: flock on a file descriptor this function owns.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if !locked {
@@ -36,15 +47,13 @@ impl Lock {
             } else {
                 format!(" (pid {holder})")
             };
-            return Err(format!(
+            return Err(LockError::Busy(format!(
                 "{runbook} is being run by another runbook process{who}; wait for it to finish or stop it"
-            ));
+            )));
         }
-        file.set_len(0)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.rewind()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writeln!(file, "{}", std::process::id()).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.set_len(0).map_err(unavailable)?;
+        file.rewind().map_err(unavailable)?;
+        writeln!(file, "{}", std::process::id()).map_err(unavailable)?;
         Ok(Lock {
             _file: file,
             path: path.to_path_buf(),

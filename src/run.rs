@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::cassette;
 use crate::executor::MissLog;
 use crate::interceptor::{Interceptor, Mode, DEFAULT_TOOLS};
-use crate::lock::{self, Lock};
+use crate::lock::{self, Lock, LockError};
 use crate::output::Limits;
 use crate::recorder::Recorder;
 use crate::selection::{select, Selection};
@@ -99,8 +99,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let _lock =
-        Lock::acquire(&lock::path_for(&loaded.path), &loaded.display()).map_err(Error::Usage)?;
+    let _lock = match Lock::acquire(&lock::path_for(&loaded.path), &loaded.display()) {
+        Ok(lock) => Some(lock),
+        Err(LockError::Busy(message)) => return Err(Error::Usage(message)),
+        Err(LockError::Unavailable(reason)) => {
+            eprintln!("warning: running without a lock ({reason})");
+            None
+        }
+    };
     let options = Options {
         limits: match &args.max_output {
             Some(text) => Limits::parse(text).map_err(Error::Usage)?,

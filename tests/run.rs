@@ -605,3 +605,52 @@ fn on_a_terminal_confirm_asks_and_a_status_line_shows_progress() {
     assert!(test.path("yes-ran").exists());
     assert!(!test.path("no-ran").exists());
 }
+
+#[test]
+fn a_document_edited_during_the_run_is_not_overwritten() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash\necho first\n```\n\n```bash\necho '<!-- edited -->' >> doc.md\necho second\n```\n",
+    );
+    let run = test.run(&["run", "doc.md"]).code(1);
+    assert!(
+        run.stderr
+            .contains("doc.md changed on disk during the run; outputs were not written"),
+        "{}",
+        run.stderr
+    );
+    let doc = test.read("doc.md");
+    assert!(doc.ends_with("<!-- edited -->\n"), "{doc}");
+    assert!(!doc.contains("```output\nsecond"), "{doc}");
+}
+
+#[test]
+fn a_timed_out_attempt_is_retried_in_a_fresh_kernel() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash {capture=V}\necho kept\n```\n\n```bash {timeout=500ms retries=1 retry-delay=10ms}\necho try >> tries\n[ $(wc -l < tries) -ge 2 ] || sleep 416.1\necho \"done with $V\"\n```\n",
+    );
+    test.run(&["run", "doc.md"]).code(0);
+    assert_eq!(test.read("tries"), "try\ntry\n");
+    // The record is the last attempt's; the variable survived the restart.
+    assert!(
+        test.read("doc.md")
+            .contains("```output\ndone with kept\n```"),
+        "{}",
+        test.read("doc.md")
+    );
+    assert_no_process("416.1");
+}
+
+#[test]
+fn python_cells_honour_cwd() {
+    let test = Test::new();
+    std::fs::create_dir(test.path("sub")).unwrap();
+    test.write("doc.md", "```python {cwd=sub}\nimport os\nprint(os.path.basename(os.getcwd()))\n```\n\n```python\nimport os\nprint(os.path.basename(os.getcwd()) != 'sub')\n```\n");
+    test.run(&["run", "doc.md"]).code(0);
+    let doc = test.read("doc.md");
+    assert!(doc.contains("```output\nsub\n```"), "{doc}");
+    assert!(doc.contains("```output\nTrue\n```"), "{doc}");
+}
