@@ -27,6 +27,37 @@ pub enum Command {
     Check(CheckArgs),
     /// Re-run runbooks in scratch copies and compare outputs with the recorded ones
     Test(TestArgs),
+    /// Turn a Jupyter (.ipynb) or Polyglot (.dib) notebook into a runbook
+    Import(ImportArgs),
+    /// Turn a runbook into a Jupyter notebook or a GitHub Actions workflow
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The notebook (.ipynb or .dib)
+    pub notebook: PathBuf,
+    /// The runbook to write
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Ipynb,
+    GithubActions,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The runbook
+    pub file: PathBuf,
+    /// What to make of it
+    #[arg(long = "to", value_enum)]
+    pub to: ExportFormat,
+    /// Where to write it (default: standard output)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ pub mod lines;
 pub mod list;
 pub mod loader;
 pub mod lock;
+pub mod notebook;
 pub mod output;
 pub mod parser;
 pub mod procs;
@@ -42,6 +43,7 @@ pub mod terminal;
 pub mod testing;
 pub mod tools;
 pub mod vars;
+pub mod workflow;
 pub mod writer;
 
 use std::io::IsTerminal;
@@ -99,6 +101,44 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             let results = testing::test_files(&args.files, &options);
             Ok(testing::print(&results, &options))
+        }
+        Command::Import(args) => {
+            let text = std::fs::read_to_string(&args.notebook)
+                .map_err(|e| error::Error::io(&args.notebook, e))?;
+            let cells = match args.notebook.extension().and_then(|e| e.to_str()) {
+                Some("dib") => notebook::from_dib(&text),
+                _ => notebook::from_ipynb(&text).map_err(|e| {
+                    error::Error::Usage(format!("{}: {e}", args.notebook.display()))
+                })?,
+            };
+            let markdown = notebook::to_markdown(&cells);
+            atomic::write(&args.output, markdown.as_bytes())
+                .map_err(|e| error::Error::io(&args.output, e))?;
+            eprintln!("wrote {} ({} cells)", args.output.display(), cells.len());
+            Ok(0)
+        }
+        Command::Export(args) => {
+            let loaded = loader::load(&args.file)?;
+            let text = match args.to {
+                cli::ExportFormat::Ipynb => {
+                    let notebook = notebook::to_ipynb(&loaded.source, &loaded.runbook);
+                    serde_json::to_string_pretty(&notebook).expect("notebooks serialise") + "\n"
+                }
+                cli::ExportFormat::GithubActions => {
+                    let title = loaded
+                        .path
+                        .file_stem()
+                        .map_or("runbook".into(), |s| s.to_string_lossy().into_owned());
+                    workflow::github_actions(&loaded.display(), &loaded.runbook, &title)
+                }
+            };
+            match &args.output {
+                Some(path) => {
+                    atomic::write(path, text.as_bytes()).map_err(|e| error::Error::io(path, e))?
+                }
+                None => print!("{text}"),
+            }
+            Ok(0)
         }
         Command::Status(args) => {
             let loaded = loader::load(&args.file)?;

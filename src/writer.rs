@@ -68,7 +68,7 @@ fn splice(
 
 /// An output block's lines, each behind `prefix`, without a final newline.
 pub fn render(output: &Output, prefix: &str, newline: &str) -> String {
-    let fence = "`".repeat(longest_backtick_run(&output.text).max(2) + 1);
+    let fence = fence_for(&output.text);
     let info = if output.exit == 0 {
         "output".to_string()
     } else {
@@ -88,8 +88,10 @@ pub fn render(output: &Output, prefix: &str, newline: &str) -> String {
     lines.join(newline)
 }
 
-fn longest_backtick_run(text: &str) -> usize {
-    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+/// A backtick fence longer than any backtick run in `text` (at least 3).
+pub fn fence_for(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod check;
 mod document;
 mod lab;
 mod list;
+mod notebook;
 mod replay;
 mod run;
 mod state;
