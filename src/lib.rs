@@ -27,6 +27,7 @@ pub mod lock;
 pub mod notebook;
 pub mod output;
 pub mod parser;
+pub mod preflight;
 pub mod procs;
 pub mod quoting;
 pub mod recorder;
