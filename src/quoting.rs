@@ -5,15 +5,38 @@
 //! are escaped. Whatever a value holds, it stays data.
 
 /// The quoting in force at a position of shell code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Context {
     Unquoted,
     Single,
     Double,
     /// The body of a here-document whose delimiter is not quoted.
-    Heredoc,
+    Heredoc(Terminator),
     /// The body of a here-document with a quoted delimiter: no expansion.
-    LiteralHeredoc,
+    LiteralHeredoc(Terminator),
+}
+
+/// The line that ends a here-document: a value holding it would end the
+/// document early and run what follows as code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminator {
+    pub delimiter: String,
+    /// `<<-`: leading tabs are stripped before comparing.
+    pub strip_tabs: bool,
+}
+
+impl Terminator {
+    /// Whether a line of `value` would end the here-document.
+    pub fn ends_in(&self, value: &str) -> bool {
+        value.split('\n').any(|line| {
+            let line = if self.strip_tabs {
+                line.trim_start_matches('\t')
+            } else {
+                line
+            };
+            line == self.delimiter
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,10 +184,14 @@ fn heredoc_body(
     strip_tabs: bool,
     found: &mut Vec<(usize, Context)>,
 ) -> usize {
+    let terminator = Terminator {
+        delimiter: delimiter.to_string(),
+        strip_tabs,
+    };
     let context = if quoted {
-        Context::LiteralHeredoc
+        Context::LiteralHeredoc(terminator)
     } else {
-        Context::Heredoc
+        Context::Heredoc(terminator)
     };
     let mut at = start;
     while at < template.len() {
@@ -180,7 +207,7 @@ fn heredoc_body(
         }
         let mut offset = 0;
         while let Some(pos) = line[offset..].find("{{") {
-            found.push((at + offset + pos, context));
+            found.push((at + offset + pos, context.clone()));
             offset += pos + 2;
         }
         at = line_end + 1;
@@ -219,31 +246,54 @@ mod tests {
     use super::*;
     use Context::*;
 
-    fn kinds(template: &str) -> Vec<Context> {
-        contexts(template).into_iter().map(|(_, c)| c).collect()
+    /// Contexts by name, here-documents without their terminators.
+    fn kinds(template: &str) -> Vec<&'static str> {
+        contexts(template)
+            .into_iter()
+            .map(|(_, c)| match c {
+                Unquoted => "unquoted",
+                Single => "single",
+                Double => "double",
+                Heredoc(_) => "heredoc",
+                LiteralHeredoc(_) => "literal",
+            })
+            .collect()
     }
 
     #[test]
     fn finds_the_quoting_of_each_expression() {
         assert_eq!(
             kinds("echo {{ A }} '{{ B }}' \"x {{ C }}\""),
-            [Unquoted, Single, Double]
+            ["unquoted", "single", "double"]
         );
-        assert_eq!(kinds("echo \"$(cat {{ A }}) {{ B }}\""), [Unquoted, Double]);
+        assert_eq!(
+            kinds("echo \"$(cat {{ A }}) {{ B }}\""),
+            ["unquoted", "double"]
+        );
         assert_eq!(
             kinds("echo `ls {{ A }}` \"`ls {{ B }}`\""),
-            [Unquoted, Unquoted]
+            ["unquoted", "unquoted"]
         );
-        assert_eq!(kinds("echo \\'{{ A }}"), [Unquoted]);
-        assert_eq!(kinds("# it's a comment\necho {{ A }}"), [Unquoted]);
-        assert_eq!(kinds("echo $((1 + 2)) {{ A }}"), [Unquoted]);
+        assert_eq!(kinds("echo \\'{{ A }}"), ["unquoted"]);
+        assert_eq!(kinds("# it's a comment\necho {{ A }}"), ["unquoted"]);
+        assert_eq!(kinds("echo $((1 + 2)) {{ A }}"), ["unquoted"]);
     }
 
     #[test]
     fn here_documents() {
         let code = "cat <<EOF | kubectl apply -f -\nname: {{ A }}\nEOF\ncat <<'RAW'\n{{ B }}\nRAW\ncat <<-X\n\t{{ C }}\n\tX\necho {{ D }}";
-        assert_eq!(kinds(code), [Heredoc, LiteralHeredoc, Heredoc, Unquoted]);
-        assert_eq!(kinds("cat <<< \"{{ A }}\""), [Double]);
+        assert_eq!(kinds(code), ["heredoc", "literal", "heredoc", "unquoted"]);
+        assert_eq!(kinds("cat <<< \"{{ A }}\""), ["double"]);
+    }
+
+    #[test]
+    fn terminators() {
+        let found = contexts("cat <<-END\n\t{{ A }}\n\tEND\n");
+        let Heredoc(terminator) = &found[0].1 else {
+            panic!("{found:?}")
+        };
+        assert!(terminator.ends_in("x\n\t\tEND\ny"));
+        assert!(!terminator.ends_in("x END"));
     }
 
     #[test]

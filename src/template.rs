@@ -78,8 +78,31 @@ pub fn environment() -> Environment<'static> {
     };
     env.add_filter("__rb_single", escaper(quoting::escape_single));
     env.add_filter("__rb_double", escaper(quoting::escape_double));
-    env.add_filter("__rb_heredoc", escaper(quoting::escape_heredoc));
-    env.add_filter("__rb_literal", escaper(|v| v.to_string()));
+    let heredoc = |escape: fn(&str) -> String| {
+        move |value: Value, delimiter: String, strip_tabs: bool| {
+            let text = value.to_string();
+            let terminator = quoting::Terminator {
+                delimiter,
+                strip_tabs,
+            };
+            if terminator.ends_in(&text) {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "a value holds the line `{}`, which would end the here-document and run what follows",
+                        terminator.delimiter
+                    ),
+                ));
+            }
+            Ok(if value.is_safe() {
+                value
+            } else {
+                Value::from_safe_string(escape(&text))
+            })
+        }
+    };
+    env.add_filter("__rb_heredoc", heredoc(quoting::escape_heredoc));
+    env.add_filter("__rb_literal", heredoc(|v| v.to_string()));
     env
 }
 
@@ -88,12 +111,16 @@ pub fn environment() -> Environment<'static> {
 fn escape_by_context(template: &str) -> String {
     let mut out = template.to_string();
     for (start, context) in quoting::contexts(template).into_iter().rev() {
-        let filter = match context {
+        let heredoc = |name: &str, t: &quoting::Terminator| {
+            let delimiter = serde_json::Value::from(t.delimiter.as_str());
+            format!("{name}({delimiter}, {})", t.strip_tabs)
+        };
+        let filter = match &context {
             quoting::Context::Unquoted => continue,
-            quoting::Context::Single => "__rb_single",
-            quoting::Context::Double => "__rb_double",
-            quoting::Context::Heredoc => "__rb_heredoc",
-            quoting::Context::LiteralHeredoc => "__rb_literal",
+            quoting::Context::Single => "__rb_single".to_string(),
+            quoting::Context::Double => "__rb_double".to_string(),
+            quoting::Context::Heredoc(t) => heredoc("__rb_heredoc", t),
+            quoting::Context::LiteralHeredoc(t) => heredoc("__rb_literal", t),
         };
         let Some(length) = template[start..].find("}}") else {
             continue;

@@ -7,6 +7,7 @@ mod document;
 mod lab;
 mod list;
 mod notebook;
+mod quoting;
 mod replay;
 mod run;
 mod state;
