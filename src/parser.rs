@@ -198,7 +198,7 @@ impl State<'_> {
         self.diagnostics.push(diagnostic);
     }
 
-    fn fence(&self, range: &Range<usize>) -> Fence {
+    fn fence(&self, range: &Range<usize>, body: &str) -> Fence {
         let src = self.source;
         let open = range.start;
         let fence_char = src.as_bytes()[open];
@@ -212,7 +212,21 @@ impl State<'_> {
             let fence_at = line.len() - line.trim_start_matches([' ', '\t', '>']).len();
             let fence = &line[fence_at..];
             let run = fence.bytes().take_while(|&b| b == fence_char).count();
-            if run >= fence_len && fence[run..].trim().is_empty() {
+            // A closing fence stands in the same blockquotes as the opening
+            // one; `> ```` closes nothing at the top level.
+            let opening_prefix = &src[self.index.line_start(open)..open];
+            let same_quotes =
+                line[..fence_at].matches('>').count() == opening_prefix.matches('>').count();
+            // pulldown-cmark has the last word on what closes a fence (it
+            // does not take `` ```\t``, say): if the line is still part of
+            // the content, the block is not closed.
+            let last_content_line = body
+                .trim_end_matches('\n')
+                .rsplit('\n')
+                .next()
+                .unwrap_or("");
+            let is_content = !body.is_empty() && last_content_line.trim() == fence.trim();
+            if run >= fence_len && fence[run..].trim().is_empty() && same_quotes && !is_content {
                 closing_line = Some(last_line);
                 prefix_end = last_line + fence_at;
             }
@@ -227,9 +241,9 @@ impl State<'_> {
     }
 
     fn fenced_block(&mut self, range: Range<usize>, body: String, previous: Last) -> Last {
-        let fence = self.fence(&range);
-        let raw_info = &self.source[fence.info.clone()];
         let body = body.replace("\r\n", "\n");
+        let fence = self.fence(&range, &body);
+        let raw_info = &self.source[fence.info.clone()];
         let word = raw_info
             .trim_start()
             .split(|c: char| c.is_whitespace() || c == '{')

@@ -248,6 +248,21 @@ fn fences_of_every_kind_are_cells() {
 }
 
 #[test]
+fn a_quote_marker_does_not_close_a_top_level_fence() {
+    // Found by the arbitrary-markdown property test: `> ```` inside a
+    // top-level block is content, so this cell runs to the end of the file.
+    let diagnostics = parse("```bash\necho\n> ```").unwrap_err();
+    assert!(
+        diagnostics[0].message.contains("never closed"),
+        "{diagnostics:?}"
+    );
+    let doc = "> ```bash\n> echo\n> ```\n";
+    assert_eq!(parse(doc).unwrap().cells[0].prefix, "> ");
+    // Nor does a fence followed by a tab, for pulldown-cmark.
+    assert!(parse("```bash\n\n```\n```bash\n```\t").is_err());
+}
+
+#[test]
 fn output_belongs_to_the_cell_above_only_across_blank_lines() {
     let doc = "```bash\na\n```\n\n\n```output\nA\n```\n\n```bash\nb\n```\ntext\n```output\nB\n```\n\n- ```bash\n  c\n  ```\n- ```output\n  C\n  ```\n";
     let runbook = parse(doc).unwrap();
@@ -339,6 +354,59 @@ proptest! {
             prop_assert_eq!(got, Some(expected), "{}", written);
         }
         prop_assert_eq!(apply(&written, &reparsed, &edits), written.clone());
+        let removals: Vec<Edit> = edits.iter().map(|e| remove(e.cell)).collect();
+        prop_assert_eq!(apply(&written, &reparsed, &removals), doc);
+    }
+}
+
+fn markdownish() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => Just("```bash\n".to_string()),
+            3 => Just("\n```\n".to_string()),
+            2 => Just("```output\n".to_string()),
+            1 => Just("~~~sh {#a}\n".to_string()),
+            1 => Just("\n~~~\n".to_string()),
+            1 => Just("````kubectl {capture=X}\n".to_string()),
+            1 => Just("\n````\n".to_string()),
+            1 => Just("```".to_string()),
+            1 => Just("{".to_string()),
+            1 => Just("}".to_string()),
+            3 => Just("\n".to_string()),
+            1 => Just("\r\n".to_string()),
+            2 => Just("> ".to_string()),
+            2 => Just("- ".to_string()),
+            2 => Just("  ".to_string()),
+            1 => Just("    ".to_string()),
+            1 => Just("\t".to_string()),
+            1 => Just("---\n".to_string()),
+            1 => Just("`".to_string()),
+            1 => Just("# ".to_string()),
+            3 => "[a-z ]{1,5}",
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+    #[test]
+    fn arbitrary_markdown_parses_or_fails_cleanly_and_round_trips(doc in markdownish()) {
+        let Ok(runbook) = parse(&doc) else { return Ok(()); };
+        prop_assert_eq!(apply(&doc, &runbook, &[]), doc.clone());
+        let edits: Vec<Edit> = runbook
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.output.is_none())
+            .map(|(i, _)| set(i, "out\n```x"))
+            .collect();
+        let written = apply(&doc, &runbook, &edits);
+        let reparsed = parse(&written);
+        prop_assert!(reparsed.is_ok(), "{:?}\n{}", reparsed.err(), written);
+        let reparsed = reparsed.unwrap();
+        prop_assert_eq!(reparsed.cells.len(), runbook.cells.len(), "{}", written);
         let removals: Vec<Edit> = edits.iter().map(|e| remove(e.cell)).collect();
         prop_assert_eq!(apply(&written, &reparsed, &removals), doc);
     }
