@@ -539,7 +539,13 @@ impl Executor<'_, '_> {
             .values_mut()
             .filter(|k| k.interpreter().is_posix_shell())
         {
-            if kernel.run("env -0", &BTreeMap::new(), None).await.is_err() {
+            // bash lists its exports with builtins alone; the others ask env.
+            let dump = if kernel.interpreter() == Interpreter::Bash {
+                r#"for __rb_n in $(compgen -e); do printf '%s=%s\0' "$__rb_n" "${!__rb_n}"; done"#
+            } else {
+                "env -0"
+            };
+            if kernel.run(dump, &BTreeMap::new(), None).await.is_err() {
                 continue;
             }
             let mut stdout = Vec::new();

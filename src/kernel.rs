@@ -395,7 +395,7 @@ fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
     match interpreter {
         Interpreter::Bash => format!(
             "exec 3<&0 0</dev/null\n\
-             while IFS= read -r -d '' __rb_cmd <&3; do\n\
+             while IFS= read -r -d '' -u 3 __rb_cmd; do\n\
              eval \"$__rb_cmd\"\n\
              __rb_rc=$?\n\
              {marker}\"$__rb_rc\"\n\

@@ -49,7 +49,7 @@ pub fn preflight(
                     programs.push(cell.lang.clone());
                 }
                 for program in programs.into_iter().filter(|p| !intercepted.contains(p)) {
-                    if find_on_path(&program, None).is_none() && reported.insert(program.clone()) {
+                    if reported.insert(program.clone()) && find_on_path(&program, None).is_none() {
                         diagnostics.push(
                             Diagnostic::error(
                                 format!(
@@ -94,7 +94,7 @@ pub fn preflight(
         .iter()
         .filter(|t| !intercepted.contains(t))
     {
-        if find_on_path(tool, None).is_none() && reported.insert(tool.clone()) {
+        if reported.insert(tool.clone()) && find_on_path(tool, None).is_none() {
             diagnostics.push(
                 Diagnostic::error(
                     format!("required tool `{tool}` is not on PATH"),

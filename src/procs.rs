@@ -56,12 +56,20 @@ fn processes() -> Vec<Proc> {
         .collect()
 }
 
-/// All live descendants of this process.
-pub fn descendants() -> Vec<i32> {
+/// Live descendants of this process, and its own zombie children (orphans
+/// it adopted that have exited), in one pass over /proc.
+fn family() -> (Vec<i32>, Vec<i32>) {
     let me = std::process::id() as i32;
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for proc in processes().into_iter().filter(|p| !p.zombie) {
-        children.entry(proc.ppid).or_default().push(proc.pid);
+    let mut zombies = Vec::new();
+    for proc in processes() {
+        if proc.zombie {
+            if proc.ppid == me {
+                zombies.push(proc.pid);
+            }
+        } else {
+            children.entry(proc.ppid).or_default().push(proc.pid);
+        }
     }
     let mut found = Vec::new();
     let mut queue = vec![me];
@@ -71,18 +79,28 @@ pub fn descendants() -> Vec<i32> {
             queue.push(kid);
         }
     }
-    found
+    (found, zombies)
+}
+
+/// All live descendants of this process.
+pub fn descendants() -> Vec<i32> {
+    family().0
 }
 
 /// SIGKILLs every descendant except `keep`, then reaps the orphans this
 /// process adopted (never `keep`, which their owners wait for).
 pub fn kill_descendants(keep: &[i32]) {
-    for _ in 0..3 {
-        let victims: Vec<i32> = descendants()
-            .into_iter()
-            .filter(|p| !keep.contains(p))
-            .collect();
-        if victims.is_empty() {
+    for attempt in 0..4 {
+        let (alive, zombies) = family();
+        for &pid in zombies.iter().filter(|p| !keep.contains(p)) {
+            let mut status = 0;
+            // SAFETY: waitpid on a zombie child of ours, WNOHANG.
+            unsafe {
+                libc::waitpid(pid, &mut status, libc::WNOHANG);
+            }
+        }
+        let victims: Vec<i32> = alive.into_iter().filter(|p| !keep.contains(p)).collect();
+        if victims.is_empty() || attempt == 3 {
             break;
         }
         for &pid in &victims {
@@ -92,21 +110,5 @@ pub fn kill_descendants(keep: &[i32]) {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-        reap_orphans(keep);
-    }
-    reap_orphans(keep);
-}
-
-/// Collects exit statuses of adopted orphans so they leave no zombies.
-fn reap_orphans(keep: &[i32]) {
-    let me = std::process::id() as i32;
-    for proc in processes() {
-        if proc.ppid == me && proc.zombie && !keep.contains(&proc.pid) {
-            let mut status = 0;
-            // SAFETY: waitpid on a zombie child of ours, WNOHANG.
-            unsafe {
-                libc::waitpid(proc.pid, &mut status, libc::WNOHANG);
-            }
-        }
     }
 }

@@ -9,6 +9,20 @@ use crate::duration::format_duration;
 use crate::events::{Event, Sink, Status};
 use crate::kernel::Stream;
 
+/// Writes to stderr in one call, so lines are not split between writes.
+fn say(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+macro_rules! say_line {
+    () => {
+        say("\n")
+    };
+    ($($arg:tt)*) => {
+        say(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 pub struct Terminal {
@@ -36,14 +50,14 @@ impl Terminal {
 
     fn clear_status(&self) {
         if self.live && self.current.is_some() {
-            eprint!("\r\x1b[2K");
+            say("\r\x1b[2K");
         }
     }
 
     fn draw_status(&mut self) {
         if let (true, Some((name, started))) = (self.live, &self.current) {
             self.frame = (self.frame + 1) % SPINNER.len();
-            eprint!(
+            say(&format!(
                 "\r\x1b[2K{} [{}/{}] {name} {}",
                 SPINNER[self.frame],
                 self.done + 1,
@@ -51,8 +65,7 @@ impl Terminal {
                 format_duration(std::time::Duration::from_millis(
                     started.elapsed().as_millis() as u64 / 100 * 100
                 ))
-            );
-            let _ = std::io::stderr().flush();
+            ));
         }
     }
 
@@ -61,7 +74,7 @@ impl Terminal {
             println!();
         }
         if self.open_line[1] {
-            eprintln!();
+            say_line!();
         }
         self.open_line = [false, false];
     }
@@ -86,7 +99,7 @@ impl Sink for Terminal {
                     self.current = Some((label, Instant::now()));
                     self.draw_status();
                 } else {
-                    eprintln!("==> [{}/{}] {label}", self.done + 1, self.total);
+                    say_line!("==> [{}/{}] {label}", self.done + 1, self.total);
                 }
             }
             Event::Output { stream, text, .. } => {
@@ -97,7 +110,7 @@ impl Sink for Terminal {
                         print!("{text}");
                         let _ = std::io::stdout().flush();
                     }
-                    Stream::Stderr => eprint!("{text}"),
+                    Stream::Stderr => say(text),
                 }
                 self.open_line[*stream as usize] = open;
                 self.draw_status();
@@ -126,7 +139,7 @@ impl Sink for Terminal {
                     .as_ref()
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default();
-                eprintln!("<== {name}: {mark}{what} ({took}){detail}");
+                say_line!("<== {name}: {mark}{what} ({took}){detail}");
             }
             Event::RunFinished {
                 passed,
@@ -136,7 +149,7 @@ impl Sink for Terminal {
                 ..
             } => {
                 let took = format_duration(std::time::Duration::from_millis(*duration_ms));
-                eprintln!("{passed} passed, {failed} failed, {skipped} skipped ({took})");
+                say_line!("{passed} passed, {failed} failed, {skipped} skipped ({took})");
             }
         }
     }
