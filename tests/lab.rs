@@ -64,6 +64,8 @@ fn the_lab_replays_offline_to_its_committed_document() {
 
 #[test]
 fn every_applied_manifest_is_on_record_in_the_cassette() {
+    // Replay matches each `kubectl apply -f -` by a digest of its stdin, so
+    // the lab replaying cleanly means it applied exactly these.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cassette: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -84,4 +86,8 @@ fn every_applied_manifest_is_on_record_in_the_cassette() {
     assert!(applied
         .iter()
         .any(|m| m.contains("name: azure-config-file")));
+    insta::assert_snapshot!(
+        "lab_kubectl_apply_stdin",
+        applied.join("# ---- next kubectl apply -f -\n")
+    );
 }
