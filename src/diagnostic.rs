@@ -8,8 +8,6 @@ use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, termcolor, Chars};
 use serde::Serialize;
 
-use crate::lines::LineIndex;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -59,12 +57,6 @@ impl Diagnostic {
 
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
-    }
-
-    /// One line: `lab.md:12:3: message`.
-    pub fn one_line(&self, path: &str, source: &str) -> String {
-        let (line, col) = LineIndex::new(source).line_col(source, self.span.start);
-        format!("{path}:{line}:{col}: {}", self.message)
     }
 
     /// The full report with the source line and a caret under the span.

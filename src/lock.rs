@@ -7,9 +7,9 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// Held for as long as the run lasts; dropping it releases the lock.
 pub struct Lock {
     _file: File,
-    path: PathBuf,
 }
 
 /// Why the lock was not taken.
@@ -54,14 +54,7 @@ impl Lock {
         file.set_len(0).map_err(unavailable)?;
         file.rewind().map_err(unavailable)?;
         writeln!(file, "{}", std::process::id()).map_err(unavailable)?;
-        Ok(Lock {
-            _file: file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Lock { _file: file })
     }
 }
 

@@ -82,11 +82,6 @@ fn family() -> (Vec<i32>, Vec<i32>) {
     (found, zombies)
 }
 
-/// All live descendants of this process.
-pub fn descendants() -> Vec<i32> {
-    family().0
-}
-
 /// SIGKILLs every descendant except `keep`, then reaps the orphans this
 /// process adopted (never `keep`, which their owners wait for).
 pub fn kill_descendants(keep: &[i32]) {

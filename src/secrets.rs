@@ -59,10 +59,6 @@ impl Masker {
         }
         text
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
 }
 
 #[cfg(test)]
