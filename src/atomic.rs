@@ -20,10 +20,7 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> io::Result<bool> {
 
 /// Atomically replaces `path` with `contents`, keeping its permissions.
 pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let folder = crate::paths::folder_of(path);
     let mut temp = tempfile::Builder::new()
         .prefix(".runbook-")
         .suffix(".tmp")

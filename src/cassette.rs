@@ -43,11 +43,7 @@ pub struct Call {
 
 /// The cassette file of a runbook within a fixture folder.
 pub fn path_in(dir: &Path, runbook: &Path) -> PathBuf {
-    let stem = runbook
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "runbook".into());
-    dir.join(format!("{stem}.json"))
+    dir.join(format!("{}.json", crate::paths::name_of(runbook)))
 }
 
 impl Cassette {
@@ -55,10 +51,7 @@ impl Cassette {
     pub fn load(path: &Path) -> Result<Cassette, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| {
-            let mut message = e.to_string();
-            if let Some(at) = message.rfind(" at line ") {
-                message.truncate(at);
-            }
+            let message = crate::diagnostic::without_location(e.to_string());
             format!(
                 "{}:{}:{}: invalid cassette: {message}",
                 path.display(),

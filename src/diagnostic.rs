@@ -87,6 +87,15 @@ impl Diagnostic {
     }
 }
 
+/// A parser's message without its own ` at line N column M`, for messages
+/// that give the position themselves (in document terms).
+pub fn without_location(mut message: String) -> String {
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    message
+}
+
 /// Renders every diagnostic of a file, one after the other.
 pub fn render_all(diagnostics: &[Diagnostic], path: &str, source: &str, color: bool) -> String {
     diagnostics

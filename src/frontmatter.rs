@@ -60,15 +60,9 @@ pub struct FrontMatterError {
 
 /// Reads the `runbook:` key of a front matter's YAML text.
 pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
-    let error = |e: serde_yaml::Error| {
-        let mut message = e.to_string();
-        if let Some(at) = message.rfind(" at line ") {
-            message.truncate(at);
-        }
-        FrontMatterError {
-            line: e.location().map(|l| l.line()),
-            message,
-        }
+    let error = |e: serde_yaml::Error| FrontMatterError {
+        line: e.location().map(|l| l.line()),
+        message: crate::diagnostic::without_location(e.to_string()),
     };
     if yaml.trim().is_empty() {
         return Ok(Settings::default());

@@ -27,6 +27,7 @@ pub mod lock;
 pub mod notebook;
 pub mod output;
 pub mod parser;
+pub mod paths;
 pub mod preflight;
 pub mod procs;
 pub mod quoting;
@@ -126,10 +127,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     serde_json::to_string_pretty(&notebook).expect("notebooks serialise") + "\n"
                 }
                 cli::ExportFormat::GithubActions => {
-                    let title = loaded
-                        .path
-                        .file_stem()
-                        .map_or("runbook".into(), |s| s.to_string_lossy().into_owned());
+                    let title = paths::name_of(&loaded.path);
                     workflow::github_actions(&loaded.display(), &loaded.runbook, &title)
                 }
             };

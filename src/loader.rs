@@ -33,10 +33,7 @@ impl Loaded {
 
     /// The folder the runbook lives in; relative paths in it start here.
     pub fn folder(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
+        crate::paths::folder_of(&self.path).to_path_buf()
     }
 }
 

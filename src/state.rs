@@ -38,15 +38,10 @@ pub struct CellRecord {
 
 /// Where the state of the runbook at `path` lives.
 pub fn path_for(runbook: &Path) -> PathBuf {
-    let folder = match runbook.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stem = runbook
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "runbook".into());
-    folder.join(".runbook").join(format!("{stem}.json"))
+    let name = crate::paths::name_of(runbook);
+    crate::paths::folder_of(runbook)
+        .join(".runbook")
+        .join(format!("{name}.json"))
 }
 
 pub fn hash(script: &str) -> String {

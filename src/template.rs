@@ -167,7 +167,7 @@ pub fn render(
     vars: &BTreeMap<String, Value>,
     shell: bool,
 ) -> Result<String, TemplateError> {
-    if !template.contains("{{") && !template.contains("{%") {
+    if !has_template(template) {
         return Ok(template.to_string());
     }
     if shell {
@@ -182,7 +182,7 @@ pub fn render(
 
 /// Variables a template reads (top-level names only), or its syntax error.
 pub fn template_variables(template: &str) -> Result<BTreeSet<String>, TemplateError> {
-    if !template.contains("{{") && !template.contains("{%") {
+    if !has_template(template) {
         return Ok(BTreeSet::new());
     }
     let env = shared_environment();
@@ -294,6 +294,11 @@ impl minijinja::value::Object for Placeholder {
     fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "<{}>", self.0)
     }
+}
+
+/// Whether a text holds template syntax at all; plain text renders as is.
+pub fn has_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
 }
 
 /// Template values with every capture of the runbook that `vars` lacks

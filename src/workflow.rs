@@ -20,7 +20,7 @@ pub fn github_actions(path: &str, runbook: &Runbook, title: &str) -> String {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        if default.contains("{{") || default.contains("{%") {
+        if crate::template::has_template(&default) {
             continue;
         }
         inputs.insert(
