@@ -63,8 +63,7 @@ impl Vars {
             .iter()
             .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(&v.value)))
             .collect();
-        let env: BTreeMap<String, String> = std::env::vars().collect();
-        values.insert("env".into(), minijinja::Value::from_serialize(env));
+        values.insert("env".into(), caller_env().clone());
         values
     }
 
@@ -78,6 +77,16 @@ impl Vars {
         }
         masker
     }
+}
+
+/// The caller's environment as a template value, read once: it does not
+/// change during a run, and cells ask for template values one by one.
+fn caller_env() -> &'static minijinja::Value {
+    static ENV: std::sync::OnceLock<minijinja::Value> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        minijinja::Value::from_serialize(env)
+    })
 }
 
 /// Values given on the command line or in a params file.
