@@ -112,7 +112,7 @@ pub fn undefined_variables(
 }
 
 /// The span of `name` on a 1-based line, or of the whole line.
-fn span_in_line(
+pub fn span_in_line(
     source: &str,
     index: &LineIndex,
     line: usize,

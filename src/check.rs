@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-use crate::analysis::{defines, undefined_variables, Symbol};
+use crate::analysis::{defines, span_in_line, undefined_variables, Symbol};
 use crate::diagnostic::Diagnostic;
 use crate::document::{CellKind, Interpreter, TOOL_TAGS};
 use crate::error::Error;
@@ -198,12 +198,7 @@ fn shell_variable_warnings(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<D
                     .or_else(|| cell.body.find(&braced))
                     .unwrap_or(0);
                 let line = cell.line + 1 + cell.body[..at].matches('\n').count();
-                let start = index.offset_of_line(line);
-                let end = crate::lines::line_end(&loaded.source, start);
-                let span = match loaded.source[start..end].find(&name) {
-                    Some(col) => start + col..start + col + name.len(),
-                    None => start..end,
-                };
+                let span = span_in_line(&loaded.source, &index, line, &name);
                 diagnostics.push(
                     Diagnostic::warning(
                         format!("${name} is not set by any param, capture or earlier cell"),
