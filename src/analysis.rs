@@ -220,18 +220,23 @@ pub fn needs(cell: &Cell, functions: &BTreeSet<String>) -> BTreeSet<Symbol> {
     symbols
 }
 
-/// `chosen` plus, transitively, the nearest earlier cell defining each
-/// symbol a chosen cell needs. Returned in document order.
-pub fn with_dependencies(runbook: &Runbook, chosen: &BTreeSet<usize>) -> Vec<usize> {
-    let definitions: Vec<BTreeSet<Symbol>> = runbook.cells.iter().map(defines).collect();
-    let functions: BTreeSet<String> = definitions
+/// The names of the shell functions among cells' definitions.
+pub fn function_names(definitions: &[BTreeSet<Symbol>]) -> BTreeSet<String> {
+    definitions
         .iter()
         .flatten()
         .filter_map(|s| match s {
             Symbol::Function(name) => Some(name.clone()),
             Symbol::Var(_) => None,
         })
-        .collect();
+        .collect()
+}
+
+/// `chosen` plus, transitively, the nearest earlier cell defining each
+/// symbol a chosen cell needs. Returned in document order.
+pub fn with_dependencies(runbook: &Runbook, chosen: &BTreeSet<usize>) -> Vec<usize> {
+    let definitions: Vec<BTreeSet<Symbol>> = runbook.cells.iter().map(defines).collect();
+    let functions = function_names(&definitions);
     let mut selected = chosen.clone();
     let mut queue: Vec<usize> = chosen.iter().copied().collect();
     while let Some(index) = queue.pop() {

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
-use crate::analysis::{defines, needs, Symbol};
+use crate::analysis::{defines, function_names, needs, Symbol};
 use crate::diagnostic::Diagnostic;
 use crate::document::{CellKind, TOOL_TAGS};
 use crate::loader::Loaded;
@@ -116,15 +116,8 @@ pub fn missing_for_partial_run(
     defined: &BTreeSet<String>,
 ) -> Vec<Diagnostic> {
     let runbook = &loaded.runbook;
-    let functions: BTreeSet<String> = runbook
-        .cells
-        .iter()
-        .flat_map(defines)
-        .filter_map(|s| match s {
-            Symbol::Function(name) => Some(name),
-            Symbol::Var(_) => None,
-        })
-        .collect();
+    let definitions: Vec<BTreeSet<Symbol>> = runbook.cells.iter().map(defines).collect();
+    let functions = function_names(&definitions);
     let mut available = defined.clone();
     let mut diagnostics = Vec::new();
     for &index in cells {
@@ -133,13 +126,15 @@ pub fn missing_for_partial_run(
             let name = match symbol {
                 Symbol::Var(name) => name,
                 Symbol::Function(name) => {
-                    let planned_before = cells.iter().take_while(|&&i| i < index).any(|&i| {
-                        defines(&runbook.cells[i]).contains(&Symbol::Function(name.clone()))
-                    });
-                    let definer = runbook.cells[..index]
+                    let function = Symbol::Function(name.clone());
+                    let planned_before = cells
                         .iter()
+                        .take_while(|&&i| i < index)
+                        .any(|&i| definitions[i].contains(&function));
+                    let definer = (0..index)
                         .rev()
-                        .find(|c| defines(c).contains(&Symbol::Function(name.clone())));
+                        .find(|&d| definitions[d].contains(&function))
+                        .map(|d| &runbook.cells[d]);
                     if let (false, Some(definer)) = (planned_before, definer) {
                         diagnostics.push(
                             Diagnostic::warning(
