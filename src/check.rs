@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::analysis::{defines, span_in_line, undefined_variables, Symbol};
 use crate::diagnostic::Diagnostic;
-use crate::document::{CellKind, Interpreter, TOOL_TAGS};
+use crate::document::Interpreter;
 use crate::error::Error;
 use crate::lines::LineIndex;
 use crate::loader::{load, Loaded};
@@ -284,12 +284,7 @@ fn tools(loaded: &Loaded) -> Vec<Tool> {
     let runbook = &loaded.runbook;
     let mut names: Vec<String> = Vec::new();
     for cell in runbook.cells.iter().filter(|c| !c.options.skip) {
-        if let CellKind::Code { interpreter } = cell.kind {
-            names.push(interpreter.program().to_string());
-            if TOOL_TAGS.contains(&cell.lang.as_str()) {
-                names.push(cell.lang.clone());
-            }
-        }
+        names.extend(cell.programs());
     }
     names.extend(runbook.settings.requires.iter().cloned());
     let mut seen = BTreeSet::new();

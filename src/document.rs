@@ -203,6 +203,19 @@ impl Cell {
         }
     }
 
+    /// The programs running this cell needs: its interpreter, and the tool
+    /// its tag names (`az`, `kubectl`, `helm`). None for file cells.
+    pub fn programs(&self) -> Vec<String> {
+        let mut programs = Vec::new();
+        if let CellKind::Code { interpreter } = self.kind {
+            programs.push(interpreter.program().to_string());
+            if TOOL_TAGS.contains(&self.lang.as_str()) {
+                programs.push(self.lang.clone());
+            }
+        }
+        programs
+    }
+
     /// The first non-blank line of the body, for listings.
     pub fn first_line(&self) -> &str {
         self.body

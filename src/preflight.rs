@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 
 use crate::analysis::{defines, function_names, needs, Symbol};
 use crate::diagnostic::Diagnostic;
-use crate::document::{CellKind, TOOL_TAGS};
+use crate::document::CellKind;
 use crate::loader::Loaded;
 use crate::template::template_variables;
 use crate::tools::find_on_path;
@@ -43,12 +43,12 @@ pub fn preflight(
         }
         let span = cell.info_span.clone();
         match &cell.kind {
-            CellKind::Code { interpreter } => {
-                let mut programs = vec![interpreter.program().to_string()];
-                if TOOL_TAGS.contains(&cell.lang.as_str()) {
-                    programs.push(cell.lang.clone());
-                }
-                for program in programs.into_iter().filter(|p| !intercepted.contains(p)) {
+            CellKind::Code { .. } => {
+                for program in cell
+                    .programs()
+                    .into_iter()
+                    .filter(|p| !intercepted.contains(p))
+                {
                     if reported.insert(program.clone()) && find_on_path(&program, None).is_none() {
                         diagnostics.push(
                             Diagnostic::error(
