@@ -1,45 +1,276 @@
 //! Replacing a file's contents atomically: a temp file in the same folder,
 //! fsync, rename. A reader sees the old file or the new one, never a mix.
+//!
+//! The file keeps what it was: a symlink is written through to its target
+//! (the link stays a link), the owner, group and mode are kept, and a file
+//! with hard links is rewritten in place so every link sees the new text
+//! (that one case is not atomic). Temp files are named after their target
+//! and the writing process (`.lab.md.runbook-PID-XXXX.tmp`), and one left
+//! by a process that is gone is removed on the next write beside it.
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Writes `contents` to `path` unless it already holds exactly those bytes.
 /// Returns whether the file was written; an unchanged file keeps its mtime.
 pub fn write_if_changed(path: &Path, contents: &[u8]) -> io::Result<bool> {
+    write_if_changed_with_mode(path, contents, None)
+}
+
+/// As [`write_if_changed`], giving the file `mode` (from its first byte on).
+pub fn write_if_changed_with_mode(
+    path: &Path,
+    contents: &[u8],
+    mode: Option<u32>,
+) -> io::Result<bool> {
     match fs::read(path) {
-        Ok(existing) if existing == contents => return Ok(false),
+        Ok(existing) if existing == contents => {
+            if let Some(mode) = mode {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+            }
+            return Ok(false);
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    write(path, contents)?;
+    write_with_mode(path, contents, mode)?;
     Ok(true)
 }
 
-/// Atomically replaces `path` with `contents`, keeping its permissions.
+/// Atomically replaces `path` with `contents`, keeping what the file was.
 pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let folder = crate::paths::folder_of(path);
+    write_with_mode(path, contents, None)
+}
+
+/// The file a write to `path` lands in: links followed to the end.
+pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&path)?;
+                path = crate::paths::folder_of(&path).join(link);
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
+}
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let target = resolve(path)?;
+    let existing = fs::metadata(&target).ok();
+    if let Some(meta) = existing.as_ref().filter(|m| m.nlink() > 1) {
+        return write_in_place(&target, contents, mode.unwrap_or(meta.mode() & 0o7777));
+    }
+    let temp = prepare(&target, contents, existing.as_ref(), mode)?;
+    if let Some(meta) = &existing {
+        if let Err(e) = keep_owner(temp.as_file(), meta) {
+            // Not allowed to give the file back to its owner: rewrite it in
+            // place rather than take it over.
+            if e.raw_os_error() == Some(libc::EPERM) {
+                drop(temp);
+                return write_in_place(&target, contents, meta.mode() & 0o7777);
+            }
+            return Err(e);
+        }
+    }
+    temp.persist(&target).map_err(|e| e.error)?;
+    sync_folder(&target);
+    Ok(())
+}
+
+/// A synced temp file beside `target` holding `contents`, with the mode
+/// the file should end with.
+fn prepare(
+    target: &Path,
+    contents: &[u8],
+    existing: Option<&fs::Metadata>,
+    mode: Option<u32>,
+) -> io::Result<tempfile::NamedTempFile> {
+    let folder = crate::paths::folder_of(target);
+    remove_stale_temps(target);
     let mut temp = tempfile::Builder::new()
-        .prefix(".runbook-")
+        .prefix(&temp_prefix(target, std::process::id()))
         .suffix(".tmp")
         .tempfile_in(folder)?;
+    // The mode is set before a byte is written; a new file gets the usual
+    // 0644 rather than the temp file's private 0600.
+    let mode = mode
+        .or(existing.map(|m| m.mode() & 0o7777))
+        .unwrap_or(0o644);
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
-    // Keep an existing file's permissions; a new one gets the usual 0644
-    // rather than the temp file's private 0600.
-    let permissions = match fs::metadata(path) {
-        Ok(metadata) => metadata.permissions(),
-        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    };
-    temp.as_file().set_permissions(permissions)?;
     temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    if let Ok(dir) = fs::File::open(folder) {
+    Ok(temp)
+}
+
+fn keep_owner(file: &fs::File, meta: &fs::Metadata) -> io::Result<()> {
+    let mine = file.metadata()?;
+    if mine.uid() == meta.uid() && mine.gid() == meta.gid() {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()))?;
+    // chown clears set-id bits; put the mode back.
+    file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+}
+
+fn write_in_place(target: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new().write(true).open(target)?;
+    file.write_all(contents)?;
+    file.set_len(contents.len() as u64)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.sync_all()
+}
+
+fn sync_folder(target: &Path) {
+    if let Ok(dir) = fs::File::open(crate::paths::folder_of(target)) {
         // Make the rename itself durable; not all file systems allow it.
         let _ = dir.sync_all();
     }
-    Ok(())
+}
+
+fn temp_prefix(target: &Path, pid: u32) -> String {
+    format!(".{}.runbook-{pid}-", crate::paths::file_name_of(target))
+}
+
+/// Removes temp files of `target` left by processes that no longer run
+/// (a run killed with SIGKILL leaves its temp file behind).
+pub fn remove_stale_temps(target: &Path) {
+    let folder = crate::paths::folder_of(target);
+    let stem = format!(".{}.runbook-", crate::paths::file_name_of(target));
+    let Ok(entries) = fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&stem))
+            .filter(|_| name.as_bytes().ends_with(b".tmp"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Why a document was not replaced.
+#[derive(Debug)]
+pub enum ReplaceError {
+    /// Someone changed the file since it was read; their version stays,
+    /// and ours was saved at the path given.
+    Changed(PathBuf),
+    Io(io::Error),
+}
+
+/// Replaces the document at `path`, which should still hold `expected`,
+/// with `contents`. The check and the swap are one step (the two files are
+/// exchanged, then what came out is compared), so an edit saved at any
+/// moment is never lost: on a difference the edit is put back and
+/// `contents` goes to a `.conflict` file beside it.
+pub fn replace_document(path: &Path, expected: &[u8], contents: &[u8]) -> Result<(), ReplaceError> {
+    let target = resolve(path).map_err(ReplaceError::Io)?;
+    let meta = fs::metadata(&target).map_err(ReplaceError::Io)?;
+    let changed = |target: &Path| -> Result<(), ReplaceError> {
+        let conflict = conflict_path(target);
+        write(&conflict, contents).map_err(ReplaceError::Io)?;
+        Err(ReplaceError::Changed(conflict))
+    };
+    if meta.nlink() > 1 {
+        if fs::read(&target).map_err(ReplaceError::Io)? != expected {
+            return changed(&target);
+        }
+        return write_in_place(&target, contents, meta.mode() & 0o7777).map_err(ReplaceError::Io);
+    }
+    let temp = prepare(&target, contents, Some(&meta), None).map_err(ReplaceError::Io)?;
+    if let Err(e) = keep_owner(temp.as_file(), &meta) {
+        drop(temp);
+        if e.raw_os_error() == Some(libc::EPERM) {
+            if fs::read(&target).map_err(ReplaceError::Io)? != expected {
+                return changed(&target);
+            }
+            return write_in_place(&target, contents, meta.mode() & 0o7777)
+                .map_err(ReplaceError::Io);
+        }
+        return Err(ReplaceError::Io(e));
+    }
+    let temp_path = temp.into_temp_path();
+    match exchange(&temp_path, &target) {
+        Ok(()) => {
+            // The temp path now holds what the document held a moment ago.
+            let was = fs::read(&temp_path).map_err(ReplaceError::Io)?;
+            if was == expected {
+                drop(temp_path);
+                sync_folder(&target);
+                return Ok(());
+            }
+            // An edit came in: put it back, keep ours beside it.
+            exchange(&temp_path, &target).map_err(ReplaceError::Io)?;
+            let conflict = conflict_path(&target);
+            fs::rename(&temp_path, &conflict).map_err(ReplaceError::Io)?;
+            std::mem::forget(temp_path);
+            sync_folder(&target);
+            Err(ReplaceError::Changed(conflict))
+        }
+        Err(_) => {
+            // No atomic exchange on this file system: check, then rename.
+            if fs::read(&target).map_err(ReplaceError::Io)? != expected {
+                return changed(&target);
+            }
+            temp_path
+                .persist(&target)
+                .map_err(|e| ReplaceError::Io(e.error))?;
+            sync_folder(&target);
+            Ok(())
+        }
+    }
+}
+
+/// Where the executed document goes when the original changed meanwhile:
+/// `lab.md` → `lab.conflict.md`.
+pub fn conflict_path(target: &Path) -> PathBuf {
+    let name = crate::paths::name_of(target);
+    let file = match target.extension() {
+        Some(ext) => format!("{name}.conflict.{}", ext.to_string_lossy()),
+        None => format!("{name}.conflict"),
+    };
+    target.with_file_name(file)
+}
+
+/// Swaps two paths in one step (renameat2 with RENAME_EXCHANGE).
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both are valid NUL-terminated paths that live across the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -59,5 +290,61 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1);
+    }
+
+    #[test]
+    fn writes_through_links_and_keeps_mode_and_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.md");
+        fs::write(&real, "old").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("link.md");
+        std::os::unix::fs::symlink("real.md", &link).unwrap();
+        write(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o640);
+        let hard = dir.path().join("hard.md");
+        fs::hard_link(&real, &hard).unwrap();
+        write(&real, b"newer").unwrap();
+        assert_eq!(fs::read(&hard).unwrap(), b"newer");
+    }
+
+    #[test]
+    fn new_files_have_their_mode_from_the_start_and_stale_temps_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        // A temp file of a process that is gone.
+        let stale = dir.path().join(".key.txt.runbook-999999999-abc.tmp");
+        fs::write(&stale, "x").unwrap();
+        write_if_changed_with_mode(&path, b"k", Some(0o600)).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn an_edit_made_meanwhile_is_kept_and_ours_goes_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.md");
+        fs::write(&path, "edited by hand").unwrap();
+        match replace_document(&path, b"as read", b"with outputs") {
+            Err(ReplaceError::Changed(conflict)) => {
+                assert_eq!(fs::read(&conflict).unwrap(), b"with outputs");
+                assert_eq!(conflict, dir.path().join("doc.conflict.md"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(&path).unwrap(), b"edited by hand");
+        replace_document(&path, b"edited by hand", b"with outputs").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"with outputs");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -48,9 +48,11 @@ pub fn path_in(dir: &Path, runbook: &Path) -> PathBuf {
 
 impl Cassette {
     /// Reads a cassette; errors name the file, line and column.
+    /// A cassette must be of a version this tool reads (1, or none given)
+    /// and every exit status must be one a process can have (0 to 255).
     pub fn load(path: &Path) -> Result<Cassette, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let cassette: Cassette = serde_json::from_str(&text).map_err(|e| {
             let message = crate::diagnostic::without_location(e.to_string());
             format!(
                 "{}:{}:{}: invalid cassette: {message}",
@@ -58,7 +60,29 @@ impl Cassette {
                 e.line(),
                 e.column()
             )
-        })
+        })?;
+        if cassette.version > VERSION {
+            return Err(format!(
+                "{}: invalid cassette: version {} is not one this runbook reads (it reads version {VERSION})",
+                path.display(),
+                cassette.version
+            ));
+        }
+        if let Some((i, call)) = cassette
+            .calls
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !(0..=255).contains(&c.exit))
+        {
+            return Err(format!(
+                "{}: invalid cassette: call {} (`{}`) has exit status {}; a process exits with 0 to 255",
+                path.display(),
+                i + 1,
+                shell_words(&call.argv),
+                call.exit
+            ));
+        }
+        Ok(cassette)
     }
 
     pub fn to_json(&self) -> String {

@@ -129,6 +129,15 @@ pub fn check(path: &Path) -> Report {
             Default::default()
         }
     };
+    let mut vars = vars;
+    // Declared secrets, from the environment where it has them: rendered
+    // only as `[masked:NAME]`, and masked in whatever a shell says back.
+    for name in &runbook.settings.secrets {
+        if !vars.contains(name) {
+            let value = std::env::var(name).unwrap_or_default();
+            vars.set(name, serde_json::Value::String(value), true);
+        }
+    }
     let mut defined: BTreeSet<String> = vars.names().into_iter().collect();
     defined.extend(runbook.settings.secrets.iter().cloned());
     let cells: Vec<usize> = (0..runbook.cells.len()).collect();
@@ -221,6 +230,7 @@ fn shell_variable_warnings(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<D
 fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
     let env = environment();
     let values = with_placeholders(vars, &loaded.runbook);
+    let masker = vars.masker();
     let index = LineIndex::new(&loaded.source);
     let mut diagnostics = Vec::new();
     for cell in &loaded.runbook.cells {
@@ -236,6 +246,7 @@ fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
         let Some(message) = syntax_check(interpreter.program(), &script) else {
             continue;
         };
+        let message = masker.mask(&message);
         // "bash: line 3: syntax error near unexpected token `fi'"
         let line_in_cell = message
             .split("line ")

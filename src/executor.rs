@@ -13,9 +13,9 @@ use crate::document::{Cell, CellKind, Interpreter, Runbook};
 use crate::duration::format_duration;
 use crate::events::{Event, RunStatus, Sink, Status};
 use crate::kernel::{Kernel, Launch, Step, Stream};
-use crate::output::{block_text, Limits};
-use crate::secrets::Masker;
-use crate::template::{environment, render};
+use crate::output::{Limits, Recording};
+use crate::secrets::{LiveMask, Masker, SHORT};
+use crate::template::{environment, expressions_reading, render};
 use crate::vars::Vars;
 
 /// Exit status recorded for a cell that ran out of time (as `timeout(1)`).
@@ -26,6 +26,12 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 /// Calls to intercepted tools that had no recording, since the last look.
 pub trait MissLog: Send + Sync {
     fn take(&self) -> Vec<String>;
+}
+
+/// Told each time the run learns secret values, so that what matches
+/// recorded calls knows them too.
+pub trait SecretLog: Send + Sync {
+    fn learn(&self, masker: &Masker);
 }
 
 /// How to run.
@@ -46,6 +52,8 @@ pub struct Options {
     pub extra_env: Vec<(String, String)>,
     /// Where misses of replayed calls are reported.
     pub misses: Option<std::sync::Arc<dyn MissLog>>,
+    /// Who else must know the run's secrets.
+    pub secrets: Option<std::sync::Arc<dyn SecretLog>>,
 }
 
 impl Default for Options {
@@ -59,6 +67,7 @@ impl Default for Options {
             restored_env: BTreeMap::new(),
             extra_env: Vec::new(),
             misses: None,
+            secrets: None,
         }
     }
 }
@@ -79,6 +88,8 @@ pub struct Plan<'a> {
 pub struct Outcome {
     pub status: RunStatus,
     pub vars: Vars,
+    /// Every secret value the run knew, derived ones included.
+    pub masker: Masker,
     /// Environment variables the cells exported, as the shells held them
     /// at the end (not known after an interrupt).
     pub exported: BTreeMap<String, String>,
@@ -172,30 +183,15 @@ enum End {
 
 struct Attempt {
     end: End,
-    stdout: Vec<u8>,
-    combined: Vec<u8>,
+    /// The cell's stdout, kept only when it captures.
+    stdout: Option<Vec<u8>>,
+    /// The capture's stdout went over [`MAX_CAPTURE`].
+    stdout_overflow: bool,
+    recording: Recording,
 }
 
-/// Splits streamed bytes into whole lines so secrets are masked whole.
-#[derive(Default)]
-struct Lines {
-    buffer: [Vec<u8>; 2],
-}
-
-impl Lines {
-    fn push(&mut self, stream: Stream, bytes: &[u8]) -> Option<String> {
-        let buffer = &mut self.buffer[stream as usize];
-        buffer.extend_from_slice(bytes);
-        let end = buffer.iter().rposition(|&b| b == b'\n' || b == b'\r')? + 1;
-        let line: Vec<u8> = buffer.drain(..end).collect();
-        Some(String::from_utf8_lossy(&line).into_owned())
-    }
-
-    fn flush(&mut self, stream: Stream) -> Option<String> {
-        let buffer = std::mem::take(&mut self.buffer[stream as usize]);
-        (!buffer.is_empty()).then(|| String::from_utf8_lossy(&buffer).into_owned())
-    }
-}
+/// Most stdout a capture keeps; past it the capture fails.
+pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 
 struct Executor<'a, 's> {
     plan: &'a Plan<'a>,
@@ -216,7 +212,8 @@ pub async fn execute(
     emitter: Emitter<'_>,
 ) -> Outcome {
     crate::procs::become_subreaper();
-    let masker = vars.masker();
+    let (masker, short) = vars.masker_and_short();
+    warn_short(&short);
     let mut executor = Executor {
         plan,
         options,
@@ -227,6 +224,7 @@ pub async fn execute(
         interrupts: Interrupts::new(),
         env: environment(),
     };
+    executor.share_secrets();
     let status = executor.run().await;
     let exported = if status == RunStatus::Interrupted {
         BTreeMap::new()
@@ -240,6 +238,7 @@ pub async fn execute(
     Outcome {
         status,
         vars: executor.vars,
+        masker: executor.masker,
         exported,
     }
 }
@@ -313,20 +312,22 @@ impl Executor<'_, '_> {
         if cell.options.skip {
             return self.finished(cell, index, started, Ending::new(Status::Skipped, 0));
         }
+        let shell = match &cell.kind {
+            CellKind::Code { interpreter } => interpreter.is_posix_shell(),
+            CellKind::File { .. } => false,
+        };
+        let rendered = self.render(cell, shell);
+        self.emitter.emit(Event::CellStarted {
+            index,
+            number: cell.number,
+            name: cell.name(),
+            lang: cell.lang.clone(),
+            rendered: self.public_rendering(cell, shell),
+            attempt: 1,
+        });
         let interpreter = match &cell.kind {
             CellKind::File { path, mode } => {
-                let rendered = render(&self.env, &cell.body, &self.vars.template_values(), false);
-                self.emitter.emit(Event::CellStarted {
-                    index,
-                    number: cell.number,
-                    name: cell.name(),
-                    lang: cell.lang.clone(),
-                    rendered: self.masker.mask(rendered.as_deref().unwrap_or_default()),
-                    attempt: 1,
-                });
-                let written = rendered
-                    .map_err(|e| self.template_error(cell, &e))
-                    .and_then(|text| self.write_file(&text, path, *mode));
+                let written = rendered.and_then(|text| self.write_file(&text, path, *mode));
                 let ending = match written {
                     Ok(()) => Ending::new(Status::Passed, 0).message(format!("wrote {path}")),
                     Err(message) => Ending::new(Status::Failed, 1).message(message),
@@ -335,17 +336,11 @@ impl Executor<'_, '_> {
             }
             CellKind::Code { interpreter } => *interpreter,
         };
-        let code = match render(
-            &self.env,
-            &cell.body,
-            &self.vars.template_values(),
-            interpreter.is_posix_shell(),
-        ) {
+        let code = match rendered {
             Ok(code) => code,
-            Err(error) => {
-                let message = self.template_error(cell, &error);
+            Err(message) => {
                 let ending = Ending {
-                    recorded: Some(message.clone()),
+                    recorded: Some(self.masker.mask(&message)),
                     ..Ending::new(Status::Failed, 2).message(message)
                 };
                 return self.finished(cell, index, started, ending);
@@ -366,14 +361,16 @@ impl Executor<'_, '_> {
             .map(|dir| self.plan.folder.join(dir));
         let mut attempt_number = 1;
         let attempt = loop {
-            self.emitter.emit(Event::CellStarted {
-                index,
-                number: cell.number,
-                name: cell.name(),
-                lang: cell.lang.clone(),
-                rendered: self.masker.mask(&code),
-                attempt: attempt_number,
-            });
+            if attempt_number > 1 {
+                self.emitter.emit(Event::CellStarted {
+                    index,
+                    number: cell.number,
+                    name: cell.name(),
+                    lang: cell.lang.clone(),
+                    rendered: self.public_rendering(cell, shell),
+                    attempt: attempt_number,
+                });
+            }
             let attempt = self
                 .attempt(index, cell, interpreter, &code, cwd.as_deref())
                 .await;
@@ -394,12 +391,56 @@ impl Executor<'_, '_> {
         self.conclude(index, cell, attempt, started)
     }
 
+    /// Tells whoever must know (the replay matcher) every secret known now.
+    fn share_secrets(&self) {
+        if let Some(learner) = &self.options.secrets {
+            learner.learn(&self.masker);
+        }
+    }
+
+    /// Renders a cell with the run's values. Whatever an expression that
+    /// reads a secret renders to is a secret too, and is masked from now on.
+    fn render(&mut self, cell: &Cell, shell: bool) -> Result<String, String> {
+        let values = self.vars.template_values();
+        let secrets = self.vars.secret_names();
+        if !secrets.is_empty() {
+            for (name, expression) in expressions_reading(&cell.body, &secrets) {
+                let derived = render(
+                    &self.env,
+                    &format!("{{{{ {expression} }}}}"),
+                    &values,
+                    false,
+                );
+                // Very short derived values (a length, a flag) are not
+                // secrets worth blotting out every digit for.
+                if let Some(derived) = derived.ok().filter(|d| d.chars().count() >= SHORT) {
+                    self.masker.add(&name, &derived);
+                }
+            }
+            self.share_secrets();
+        }
+        render(&self.env, &cell.body, &values, shell).map_err(|e| self.template_error(cell, &e))
+    }
+
+    /// The cell rendered with every secret standing in as `[masked:NAME]`:
+    /// shown in events and hashed into the state, it holds no secret.
+    fn public_rendering(&self, cell: &Cell, shell: bool) -> String {
+        let public = render(
+            &self.env,
+            &cell.body,
+            &self.vars.public_template_values(),
+            shell,
+        )
+        .unwrap_or_else(|_| cell.body.clone());
+        self.masker.mask(&public)
+    }
+
     /// Turns an attempt into the cell's result: capture, recorded text.
     fn conclude(
         &mut self,
         index: usize,
         cell: &Cell,
-        attempt: Attempt,
+        mut attempt: Attempt,
         started: Instant,
     ) -> Status {
         let (mut status, exit, note) = match attempt.end {
@@ -442,52 +483,62 @@ impl Executor<'_, '_> {
             status = Status::Failed;
             message = Some(misses.join("\n"));
         }
-        if status == Status::Passed {
-            if let Some(capture) = &cell.options.capture {
-                let stdout = String::from_utf8_lossy(&attempt.stdout);
-                let text = stdout.trim_end_matches(['\n', '\r']).to_string();
-                let value = if capture.json {
-                    match serde_json::from_str(&text) {
-                        Ok(value) => Some(value),
-                        Err(e) => {
-                            status = Status::Failed;
-                            message = Some(format!(
-                                "capture-json={}: stdout is not JSON ({e})",
-                                capture.name
-                            ));
-                            None
-                        }
-                    }
-                } else {
-                    Some(serde_json::Value::String(text.clone()))
-                };
-                if let Some(value) = value {
-                    if capture.secret {
-                        self.masker.add(&capture.name, &text);
-                    }
+        if let Some(capture) = &cell.options.capture {
+            let stdout = attempt.stdout.take().unwrap_or_default();
+            let text = String::from_utf8_lossy(&stdout)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
+            let parsed = if attempt.stdout_overflow {
+                Err(format!(
+                    "capture={}: stdout is over {} and is not kept",
+                    capture.name,
+                    crate::output::human_bytes(MAX_CAPTURE)
+                ))
+            } else if capture.json {
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("capture-json={}: stdout is not JSON ({e})", capture.name))
+            } else {
+                Ok(serde_json::Value::String(text.clone()))
+            };
+            if capture.secret {
+                // Masked whatever the cell's fate: a failed, timed-out or
+                // malformed secret is still a secret.
+                let mut short = Vec::new();
+                if self.masker.add(&capture.name, &text) {
+                    short.push(capture.name.clone());
+                }
+                if let Ok(value) = &parsed {
+                    short.extend(self.masker.add_json(&capture.name, value));
+                }
+                self.share_secrets();
+                warn_short(&short);
+            }
+            match parsed {
+                Ok(value) if status == Status::Passed => {
                     self.vars.set(&capture.name, value, capture.secret);
                 }
+                Ok(_) => {}
+                Err(error) if status == Status::Passed => {
+                    status = Status::Failed;
+                    message = Some(error);
+                }
+                Err(_) => {}
             }
-        }
-        if cell.options.capture.as_ref().is_some_and(|c| c.secret) && !attempt.combined.is_empty() {
-            let text = self
-                .masker
-                .mask(&String::from_utf8_lossy(&attempt.combined));
-            self.emitter.emit(Event::Output {
-                index,
-                stream: Stream::Stdout,
-                text,
-            });
+            if capture.secret && !attempt.recording.is_empty() {
+                // Held back while it ran; shown now that it can be masked.
+                let text = attempt.recording.text(self.options.limits, &self.masker);
+                self.emitter.emit(Event::Output {
+                    index,
+                    stream: Stream::Stdout,
+                    text: format!("{text}\n"),
+                });
+            }
         }
         let recorded = cell.options.record_output.then(|| {
-            let mut raw = String::from_utf8_lossy(&attempt.combined).into_owned();
             if let Some(note) = &note {
-                if !raw.is_empty() && !raw.ends_with('\n') {
-                    raw.push('\n');
-                }
-                raw.push_str(&format!("[runbook: {note}]\n"));
+                attempt.recording.note(&format!("[runbook: {note}]"));
             }
-            let mut text = self.masker.mask(&block_text(&raw, self.options.limits));
+            let mut text = attempt.recording.text(self.options.limits, &self.masker);
             for (regex, with) in &self.options.redactions {
                 text = regex.replace_all(&text, with.as_str()).into_owned();
             }
@@ -585,17 +636,36 @@ impl Executor<'_, '_> {
     ) -> Attempt {
         let mut attempt = Attempt {
             end: End::Done(0),
-            stdout: Vec::new(),
-            combined: Vec::new(),
+            stdout: cell.options.capture.as_ref().map(|_| Vec::new()),
+            stdout_overflow: false,
+            recording: Recording::new(self.options.limits),
         };
         let env = self.env_vars();
         if let Some(misses) = &self.options.misses {
             misses.take();
         }
-        let started = match self.kernel(interpreter).await {
+        let mut started = match self.kernel(interpreter).await {
             Ok(kernel) => kernel.run(code, &env, cwd).await,
             Err(e) => Err(e),
         };
+        if started.is_err() && interpreter != Interpreter::Pwsh {
+            // The kernel may have ended after the last cell (a cell that
+            // closed its descriptors, say): start a new one, once.
+            self.drop_kernel(interpreter, false).await;
+            let note = format!(
+                "[runbook: the {} kernel had ended; started a new one, without the state of earlier cells]\n",
+                interpreter.program()
+            );
+            self.emitter.emit(Event::Output {
+                index,
+                stream: Stream::Stderr,
+                text: note,
+            });
+            started = match self.kernel(interpreter).await {
+                Ok(kernel) => kernel.run(code, &env, cwd).await,
+                Err(e) => Err(e),
+            };
+        }
         if let Err(error) = started {
             let message = format!("cannot start {}: {error}\n", interpreter.program());
             self.emitter.emit(Event::Output {
@@ -603,9 +673,9 @@ impl Executor<'_, '_> {
                 stream: Stream::Stderr,
                 text: message.clone(),
             });
-            attempt.combined.extend(message.as_bytes());
+            attempt.recording.push(message.as_bytes());
             attempt.end = End::Exited(127);
-            self.drop_kernel(interpreter).await;
+            self.drop_kernel(interpreter, false).await;
             return attempt;
         }
         let deadline = cell
@@ -615,7 +685,7 @@ impl Executor<'_, '_> {
         // A cell capturing a secret is shown only once the secret is known
         // and can be masked.
         let hold = cell.options.capture.as_ref().is_some_and(|c| c.secret);
-        let mut lines = Lines::default();
+        let mut live = [LiveMask::default(), LiveMask::default()];
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         let mut stopping: Option<(End, tokio::time::Instant)> = None;
         loop {
@@ -627,13 +697,18 @@ impl Executor<'_, '_> {
             tokio::select! {
                 step = kernel.next() => match step {
                     Step::Output(stream, bytes) => {
-                        if stream == Stream::Stdout {
-                            attempt.stdout.extend_from_slice(&bytes);
+                        if let (Stream::Stdout, Some(stdout)) = (stream, attempt.stdout.as_mut()) {
+                            if stdout.len() + bytes.len() <= MAX_CAPTURE {
+                                stdout.extend_from_slice(&bytes);
+                            } else {
+                                attempt.stdout_overflow = true;
+                            }
                         }
-                        attempt.combined.extend_from_slice(&bytes);
-                        if let Some(text) = lines.push(stream, &bytes).filter(|_| !hold) {
-                            let text = self.masker.mask(&text);
-                            self.emitter.emit(Event::Output { index, stream, text });
+                        attempt.recording.push(&bytes);
+                        if !hold {
+                            if let Some(text) = live[stream as usize].push(&bytes, &self.masker) {
+                                self.emitter.emit(Event::Output { index, stream, text });
+                            }
                         }
                     }
                     Step::Done(exit) => {
@@ -667,32 +742,41 @@ impl Executor<'_, '_> {
                 _ = ticker.tick() => self.emitter.tick(),
             }
         }
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            if let Some(text) = lines.flush(stream).filter(|_| !hold) {
-                let text = self.masker.mask(&text);
-                self.emitter.emit(Event::Output {
-                    index,
-                    stream,
-                    text,
-                });
+        if !hold {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if let Some(text) = live[stream as usize].flush(&self.masker) {
+                    self.emitter.emit(Event::Output {
+                        index,
+                        stream,
+                        text,
+                    });
+                }
             }
         }
-        if matches!(
-            attempt.end,
-            End::Exited(_) | End::TimedOut | End::Interrupted
-        ) {
-            self.drop_kernel(interpreter).await;
+        match attempt.end {
+            // The interpreter ended by itself: what it left running in the
+            // background lives on until the run ends.
+            End::Exited(_) => self.drop_kernel(interpreter, false).await,
+            // Stopped: the kernel and everything it started go.
+            End::TimedOut | End::Interrupted => self.drop_kernel(interpreter, true).await,
+            End::Done(_) => {}
         }
         attempt
     }
 
-    /// Ends a kernel whose state is lost, and anything it left running.
-    async fn drop_kernel(&mut self, interpreter: Interpreter) {
-        if let Some(kernel) = self.kernels.remove(interpreter.program()) {
+    /// Ends a kernel whose state is lost; with `kill_jobs`, also whatever
+    /// it started, wherever that went (other kernels' jobs are left alone).
+    async fn drop_kernel(&mut self, interpreter: Interpreter, kill_jobs: bool) {
+        let Some(kernel) = self.kernels.remove(interpreter.program()) else {
+            return;
+        };
+        if kill_jobs {
+            let tag = kernel.tag().to_string();
             kernel.shutdown().await;
+            crate::procs::kill_tagged(crate::kernel::TAG_ENV, &tag);
+        } else {
+            kernel.release().await;
         }
-        let keep: Vec<i32> = self.kernels.values().filter_map(Kernel::pid).collect();
-        crate::procs::kill_descendants(&keep);
     }
 
     /// `lab.md:12: template error in cell oidc: ...`
@@ -706,19 +790,46 @@ impl Executor<'_, '_> {
         )
     }
 
+    /// Writes a file cell: inside the runbook's folder only (no `..`, no
+    /// absolute path, no link leading out), never holding a secret, and
+    /// with its mode from the first byte.
     fn write_file(&self, text: &str, path: &str, mode: Option<u32>) -> Result<(), String> {
-        let target = self.plan.folder.join(path);
+        if self.masker.reveals(text) {
+            return Err(format!(
+                "file cell would write a secret to {path}: {}; nothing was written (secrets are never written to disk: pass it from a shell cell, e.g. `kubectl create secret ... --from-literal`)",
+                secret_names_in(&self.masker.mask(text))
+            ));
+        }
+        let target = crate::paths::inside(&self.plan.folder, path)?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        crate::atomic::write_if_changed(&target, text.as_bytes())
+        // A folder made above may hold a link out; check again, resolved.
+        let target = crate::paths::inside(&self.plan.folder, path)?;
+        crate::atomic::write_if_changed_with_mode(&target, text.as_bytes(), mode)
             .map_err(|e| format!("{}: {e}", target.display()))?;
-        if let Some(mode) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{}: {e}", target.display()))?;
-        }
         Ok(())
+    }
+}
+
+/// `[masked:A], [masked:B]` as `A, B`, for messages.
+fn secret_names_in(masked: &str) -> String {
+    let mut names: Vec<&str> = masked
+        .split("[masked:")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(']').map(|(name, _)| name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(", ")
+}
+
+/// Warns about short secrets: masked, but masking may hide ordinary text.
+pub fn warn_short(names: &[String]) {
+    for name in names {
+        eprintln!(
+            "warning: secret {name} is shorter than {SHORT} characters; it is masked everywhere, which may also hide ordinary text"
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use crate::cassette::{Call, Cassette, Normalizer, Player};
-use crate::executor::MissLog;
+use crate::executor::{MissLog, SecretLog};
 use crate::secrets::Masker;
 use crate::shim::{Request, Response, MODE_ENV, REAL_PATH_ENV, SOCKET_ENV};
 
@@ -30,6 +30,9 @@ pub struct Shared {
     recorded: Vec<Call>,
     /// Calls that had no recording since the last look.
     misses: Vec<String>,
+    /// The run's secrets: a live call is masked before it is matched, so a
+    /// recorded `[masked:NAME]` argument matches the secret's value.
+    masker: Masker,
 }
 
 pub struct Interceptor {
@@ -56,10 +59,19 @@ impl Interceptor {
             Mode::Replay => Cassette::load(&cassette_path)?,
             Mode::Record => Cassette::default(),
         };
+        remove_stale_shim_folders();
+        // Private whatever the umask: another user must neither ask the
+        // socket nor replace a shim.
         let dir = tempfile::Builder::new()
-            .prefix("runbook-shims-")
+            .prefix(&format!("{SHIM_PREFIX}{}-", std::process::id()))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot create the shim folder: {e}"))?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| format!("cannot make the shim folder private: {e}"))?;
         let binary =
             std::env::current_exe().map_err(|e| format!("cannot find the runbook binary: {e}"))?;
         for tool in &tools {
@@ -73,6 +85,7 @@ impl Interceptor {
                 player: Player::new(cassette, folder),
                 recorded: Vec::new(),
                 misses: Vec::new(),
+                masker: Masker::default(),
             })),
             dir,
             cassette_path,
@@ -119,6 +132,10 @@ impl Interceptor {
     /// Starts answering calls; must run inside the tokio runtime.
     pub fn serve(&self) -> std::io::Result<()> {
         let listener = UnixListener::bind(self.socket())?;
+        std::fs::set_permissions(
+            self.socket(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
         let shared = self.shared.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -181,7 +198,9 @@ impl Shared {
             };
         }
         debug_assert_eq!(self.mode, Mode::Replay);
-        match self.player.answer(&request.argv, &request.stdin) {
+        let argv: Vec<String> = request.argv.iter().map(|a| self.masker.mask(a)).collect();
+        let stdin = self.masker.mask(&request.stdin);
+        match self.player.answer(&argv, &stdin) {
             Ok(call) => Response {
                 stdout: call.stdout,
                 stderr: call.stderr,
@@ -206,6 +225,41 @@ impl Shared {
                     exit: 127,
                 }
             }
+        }
+    }
+}
+
+impl SecretLog for Arc<Mutex<Shared>> {
+    fn learn(&self, masker: &Masker) {
+        self.lock().expect("not poisoned").masker = masker.clone();
+    }
+}
+
+/// Shim folders are `runbook-shims-PID-XXXX` in the temp folder.
+const SHIM_PREFIX: &str = "runbook-shims-";
+
+/// Removes the shim folders of runs that no longer exist (a run killed
+/// with SIGKILL cannot remove its own), if they are this user's.
+fn remove_stale_shim_folders() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SHIM_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -2,10 +2,15 @@
 //! kernels (state carries from cell to cell, like a notebook); PowerShell
 //! runs one process per cell.
 //!
-//! A kernel reads each cell's code from its stdin, which it moves to fd 3
-//! before pointing stdin at /dev/null, so cells never read the next cell.
-//! After a cell it prints a marker with the exit status on both stdout and
-//! stderr; output before the markers belongs to the cell.
+//! A kernel reads each cell's code from its stdin, which it moves to a high
+//! file descriptor before pointing stdin at /dev/null, so cells never read
+//! the next cell. It keeps copies of its stdout and stderr there too: after
+//! a cell it puts them back (whatever the cell did with `exec >...` or
+//! `exec 1>&-`) and prints a marker with the exit status on both; output
+//! before the markers belongs to the cell.
+//!
+//! PowerShell gets its code on a pipe, never on the command line, where any
+//! local user could read it (and the secrets in it) in `ps`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,7 +55,7 @@ pub struct Kernel {
     interpreter: Interpreter,
     child: Option<Child>,
     control: Option<ChildStdin>,
-    chunks: mpsc::UnboundedReceiver<(Stream, Option<Vec<u8>>)>,
+    chunks: mpsc::Receiver<(Stream, Option<Vec<u8>>)>,
     marker: Vec<u8>,
     /// Bytes read but not yet handed out, per stream.
     pending: [Vec<u8>; 2],
@@ -61,14 +66,24 @@ pub struct Kernel {
     exported: BTreeMap<String, String>,
     persistent: bool,
     launch: Launch,
+    /// Set in the environment of the interpreter, so every process it
+    /// starts can be found again, even one that left its process group.
+    tag: String,
 }
+
+/// The environment variable that tags a kernel's processes.
+pub const TAG_ENV: &str = "RUNBOOK_KERNEL";
+
+/// Chunks of output in flight between the pipes and the run; a full
+/// channel makes the cell wait, so memory stays bounded.
+const CHANNEL: usize = 64;
 
 impl Kernel {
     pub async fn start(launch: Launch) -> std::io::Result<Kernel> {
         let nonce = format!("{:x}{:x}", std::process::id(), rand_u64());
         let marker = format!("\x1eRB{nonce}:").into_bytes();
         let persistent = launch.interpreter != Interpreter::Pwsh;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(CHANNEL);
         let mut kernel = Kernel {
             interpreter: launch.interpreter,
             child: None,
@@ -81,6 +96,7 @@ impl Kernel {
             exported: launch.env.clone(),
             persistent,
             launch,
+            tag: nonce.clone(),
         };
         if persistent {
             let bootstrap = bootstrap(kernel.interpreter, &nonce);
@@ -93,6 +109,11 @@ impl Kernel {
 
     pub fn interpreter(&self) -> Interpreter {
         self.interpreter
+    }
+
+    /// The value of [`TAG_ENV`] in this kernel's processes.
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     /// Process id of the interpreter, which leads its process group.
@@ -112,13 +133,14 @@ impl Kernel {
                 "-NoLogo",
                 "-NoProfile",
                 "-NonInteractive",
-                "-EncodedCommand",
+                "-Command",
                 program_arg,
             ]),
         };
         command
             .current_dir(&launch.cwd)
             .envs(&launch.env)
+            .env(TAG_ENV, &self.tag)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -141,7 +163,7 @@ impl Kernel {
     fn attach(
         &mut self,
         mut command: Command,
-        tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>,
+        tx: mpsc::Sender<(Stream, Option<Vec<u8>>)>,
     ) -> std::io::Result<()> {
         let mut child = command.spawn()?;
         self.control = child.stdin.take();
@@ -190,23 +212,29 @@ impl Kernel {
         Ok(())
     }
 
+    /// Starts a one-cell process that reads its code from a pipe on its
+    /// stdin, which is then at its end: the cell reads nothing.
     fn run_once(
         &mut self,
         code: &str,
         env: &BTreeMap<String, String>,
         cwd: Option<&Path>,
     ) -> std::io::Result<()> {
-        use base64::Engine as _;
-        let utf16: Vec<u8> = code.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(utf16);
-        let mut command = self.command(&encoded);
-        command.envs(env);
+        let mut command = self.command(PWSH_BOOTSTRAP);
+        command.envs(env).stdin(Stdio::piped());
         if let Some(dir) = cwd {
             command.current_dir(dir);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(CHANNEL);
         self.chunks = rx;
-        self.attach(command, tx)
+        self.attach(command, tx)?;
+        if let Some(mut input) = self.control.take() {
+            let code = code.as_bytes().to_vec();
+            tokio::spawn(async move {
+                let _ = input.write_all(&code).await;
+            });
+        }
+        Ok(())
     }
 
     /// The text sent to a persistent kernel for one cell: exports of
@@ -345,6 +373,15 @@ impl Kernel {
         None
     }
 
+    /// Lets go of a kernel whose interpreter has exited, leaving what it
+    /// started in the background running until the run ends.
+    pub async fn release(mut self) {
+        self.control = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait().await;
+        }
+    }
+
     /// Ends the kernel: closes its input, then kills its process group.
     pub async fn shutdown(mut self) {
         self.control = None;
@@ -360,23 +397,28 @@ impl Kernel {
 async fn pump(
     mut reader: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
-    tx: mpsc::UnboundedSender<(Stream, Option<Vec<u8>>)>,
+    tx: mpsc::Sender<(Stream, Option<Vec<u8>>)>,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         match reader.read(&mut buffer).await {
             Ok(0) | Err(_) => {
-                let _ = tx.send((stream, None));
+                let _ = tx.send((stream, None)).await;
                 return;
             }
             Ok(n) => {
-                if tx.send((stream, Some(buffer[..n].to_vec()))).is_err() {
+                if tx.send((stream, Some(buffer[..n].to_vec()))).await.is_err() {
                     return;
                 }
             }
         }
     }
 }
+
+/// What `pwsh -Command` runs: the cell's code, read from stdin to its end
+/// and dot-sourced, so `exit N` and `$?` behave as in a script.
+const PWSH_BOOTSTRAP: &str =
+    "$__rb_code = [Console]::In.ReadToEnd(); . ([scriptblock]::Create($__rb_code))";
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
@@ -393,21 +435,24 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
     let marker = format!(r"printf '\036RB{nonce}:%s\036\n' ");
     match interpreter {
+        // bash takes descriptors above 9; sh (dash) only single digits.
         Interpreter::Bash => format!(
-            "exec 3<&0 0</dev/null\n\
-             while IFS= read -r -d '' -u 3 __rb_cmd; do\n\
+            "exec 63<&0 0</dev/null 62>&1 61>&2\n\
+             while IFS= read -r -d '' -u 63 __rb_cmd; do\n\
              eval \"$__rb_cmd\"\n\
              __rb_rc=$?\n\
+             exec 1>&62 2>&61\n\
              {marker}\"$__rb_rc\"\n\
              {marker}\"$__rb_rc\" >&2\n\
              done\n"
         ),
         Interpreter::Sh | Interpreter::Zsh => format!(
-            "exec 3<&0 0</dev/null\n\
-             while IFS= read -r __rb_n <&3; do\n\
-             __rb_cmd=$(head -c \"$__rb_n\" <&3)\n\
+            "exec 9<&0 0</dev/null 8>&1 7>&2\n\
+             while IFS= read -r __rb_n <&9; do\n\
+             __rb_cmd=$(head -c \"$__rb_n\" <&9)\n\
              eval \"$__rb_cmd\"\n\
              __rb_rc=$?\n\
+             exec 1>&8 2>&7\n\
              {marker}\"$__rb_rc\"\n\
              {marker}\"$__rb_rc\" >&2\n\
              done\n"
@@ -415,7 +460,9 @@ fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
         Interpreter::Python => format!(
             r#"
 import os, sys, traceback
-__rb_ctl = os.fdopen(os.dup(0), "rb", buffering=0)
+__rb_ctl = os.fdopen(os.dup2(0, 63, inheritable=False), "rb", buffering=0)
+__rb_out = os.dup2(1, 62, inheritable=False)
+__rb_err = os.dup2(2, 61, inheritable=False)
 __rb_null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(__rb_null, 0)
 sys.stdin = open(os.devnull)
@@ -453,8 +500,14 @@ while True:
     except BaseException:
         traceback.print_exc()
         rc = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os.dup2(__rb_out, 1)
+    os.dup2(__rb_err, 2)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     mark = ("\x1eRB{nonce}:%d\x1e\n" % rc).encode()
     os.write(1, mark)
     os.write(2, mark)

@@ -141,8 +141,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Status(args) => {
             let loaded = loader::load(&args.file)?;
-            let state =
-                state::State::load(&state::path_for(&loaded.path)).map_err(error::Error::Usage)?;
+            let state = state::load_for(&loaded.path).map_err(error::Error::Usage)?;
             print_rows(&status::rows(&loaded, &state), args.json, status::table);
             Ok(0)
         }

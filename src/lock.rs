@@ -1,10 +1,11 @@
 //! One run of a runbook at a time: an advisory lock on
-//! `.runbook/NAME.lock`. The kernel drops the lock when its holder dies, so
+//! `.runbook/FILE.lock` (`lab.md.lock`). The kernel drops the lock when its holder dies, so
 //! a lock left by a killed run is simply taken over.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Held for as long as the run lasts; dropping it releases the lock.
@@ -29,11 +30,15 @@ impl Lock {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(unavailable)?;
         }
+        // A link in the lock's place is never followed (and so never
+        // truncates what it points at).
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(unavailable)?;
         // SAFETY: flock on a file descriptor this function owns.

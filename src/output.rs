@@ -1,5 +1,8 @@
 //! Turning what a process printed into the text of an output block: ANSI
-//! escapes stripped, carriage-return overwrites resolved, size capped.
+//! escapes stripped, carriage-return overwrites resolved, secrets masked,
+//! size capped. Memory stays bounded by the cap whatever a cell prints.
+
+use crate::secrets::Masker;
 
 /// Limits on a recorded output block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +22,27 @@ impl Default for Limits {
 
 impl Limits {
     /// Parses `--max-output`: `LINES`, `SIZE` (`64KiB`, `1MiB`, `500B`) or
-    /// both separated by a comma: `500,128KiB`.
+    /// both separated by a comma: `500,128KiB`. Zero, an overflowing size,
+    /// and more than one count of either kind are refused.
     pub fn parse(text: &str) -> Result<Limits, String> {
         let mut limits = Limits::default();
-        for part in text.split(',').map(str::trim) {
-            if let Ok(lines) = part.parse::<usize>() {
+        let (mut lines_given, mut bytes_given) = (false, false);
+        let usage = "use LINES, SIZE like 64KiB, or both: 200,64KiB";
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        if parts.len() > 2 {
+            return Err(format!("invalid output limit `{text}` ({usage})"));
+        }
+        for part in parts {
+            if part.chars().all(|c| c.is_ascii_digit()) && !part.is_empty() {
+                let lines: usize = part
+                    .parse()
+                    .map_err(|_| format!("output limit `{part}` is too large"))?;
+                if lines_given || lines == 0 {
+                    return Err(format!(
+                        "invalid output limit `{text}` ({usage}; zero is not a limit)"
+                    ));
+                }
+                lines_given = true;
                 limits.lines = lines;
                 continue;
             }
@@ -35,16 +54,107 @@ impl Limits {
             );
             let number: usize = number
                 .parse()
-                .map_err(|_| format!("invalid output limit `{part}`"))?;
-            let scale = match unit {
+                .map_err(|_| format!("invalid output limit `{part}` ({usage})"))?;
+            let scale: usize = match unit {
                 "b" => 1,
                 "k" | "kb" | "kib" => 1024,
                 "m" | "mb" | "mib" => 1024 * 1024,
-                _ => return Err(format!("invalid output limit `{part}` (use LINES, SIZE like 64KiB, or both: 200,64KiB)")),
+                "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+                _ => return Err(format!("invalid output limit `{part}` ({usage})")),
             };
-            limits.bytes = number * scale;
+            let bytes = number
+                .checked_mul(scale)
+                .ok_or_else(|| format!("output limit `{part}` is too large"))?;
+            if bytes_given || bytes == 0 {
+                return Err(format!(
+                    "invalid output limit `{text}` ({usage}; zero is not a limit)"
+                ));
+            }
+            bytes_given = true;
+            limits.bytes = bytes;
         }
         Ok(limits)
+    }
+}
+
+/// Bytes kept beyond the limit at each end, so a cut can fall on a line
+/// and a secret boundary.
+const SLACK: usize = 16 * 1024;
+
+/// What a cell printed, held within bounds whatever its size: the first
+/// and the last bytes the recording limit can use, and a count of what
+/// fell between them.
+#[derive(Debug, Default)]
+pub struct Recording {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    keep: usize,
+    dropped_bytes: usize,
+    dropped_newlines: usize,
+}
+
+impl Recording {
+    pub fn new(limits: Limits) -> Recording {
+        Recording {
+            keep: limits.bytes.saturating_add(SLACK),
+            ..Recording::default()
+        }
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if self.head.len() < self.keep {
+            let take = (self.keep - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > self.keep.saturating_mul(2) {
+            let cut = self.tail.len() - self.keep;
+            self.dropped_bytes += cut;
+            self.dropped_newlines += self.tail[..cut].iter().filter(|&&b| b == b'\n').count();
+            self.tail.drain(..cut);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.tail.is_empty()
+    }
+
+    /// Appends a line of the tool's own (a note on how the cell ended).
+    pub fn note(&mut self, note: &str) {
+        let last = self.tail.last().or(self.head.last());
+        if last.is_some_and(|&b| b != b'\n') {
+            self.push(b"\n");
+        }
+        self.push(note.as_bytes());
+        self.push(b"\n");
+    }
+
+    /// The text of the output block: cleaned, masked, then cut to `limits`.
+    /// Masking comes before the cut, and a cut never keeps part of a
+    /// secret.
+    pub fn text(&self, limits: Limits, masker: &Masker) -> String {
+        if self.dropped_bytes == 0 {
+            let mut raw = self.head.clone();
+            raw.extend_from_slice(&self.tail);
+            let text = masker.mask(&clean(&String::from_utf8_lossy(&raw)));
+            return cap(&text, None, "", limits);
+        }
+        let head = masker.mask(&clean(&String::from_utf8_lossy(&self.head)));
+        let tail = masker.mask(&clean(&String::from_utf8_lossy(&self.tail)));
+        // Whole lines only, and no part of a secret, at either edge.
+        let mut head_end = head.rfind('\n').map_or(0, |i| i + 1);
+        head_end -= masker.partial_at_end(&head[..head_end]);
+        let mut tail_start = tail.find('\n').map_or(tail.len(), |i| i + 1);
+        tail_start += masker.partial_at_start(&tail[tail_start..]);
+        let cut = |s: &str| (s.matches('\n').count(), s.len());
+        let (head_lines, head_bytes) = cut(&head[head_end..]);
+        let (tail_lines, tail_bytes) = cut(&tail[..tail_start]);
+        let middle = (
+            head_lines + self.dropped_newlines + tail_lines,
+            head_bytes + self.dropped_bytes + tail_bytes,
+        );
+        cap(&head[..head_end], Some(middle), &tail[tail_start..], limits)
     }
 }
 
@@ -62,51 +172,66 @@ pub fn clean(raw: &str) -> String {
     strip_ansi_escapes::strip_str(resolved)
 }
 
-/// The text of an output block: cleaned, without a final newline, and cut
-/// to `limits` keeping the head and the tail with a note of what was left out.
+/// The text of an output block for a whole text, cleaned and cut to
+/// `limits` (nothing masked).
 pub fn block_text(raw: &str, limits: Limits) -> String {
-    let cleaned = clean(raw);
-    let text = cleaned.strip_suffix('\n').unwrap_or(&cleaned);
-    let lines: Vec<&str> = if text.is_empty() {
-        Vec::new()
-    } else {
-        text.split('\n').collect()
+    cap(&clean(raw), None, "", limits)
+}
+
+/// Cuts `head` (then `tail`, after `middle` lines and bytes that are gone
+/// already) to `limits`, keeping the first and the last lines within half
+/// the budget each, with a note of what was left out. No final newline.
+fn cap(head: &str, middle: Option<(usize, usize)>, tail: &str, limits: Limits) -> String {
+    let split = |text: &str| -> Vec<String> {
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split('\n').map(str::to_string).collect()
+        }
     };
-    if lines.len() <= limits.lines && text.len() <= limits.bytes {
-        return text.to_string();
+    let mut lines = split(head);
+    let gap = lines.len();
+    lines.extend(split(tail));
+    let size: usize = lines.iter().map(|l| l.len() + 1).sum();
+    if middle.is_none() && lines.len() <= limits.lines && size.saturating_sub(1) <= limits.bytes {
+        return lines.join("\n");
     }
-    // Keep whole lines from both ends within half the budget each.
+    let (gone_lines, gone_bytes) = middle.unwrap_or((0, 0));
     let half_lines = (limits.lines / 2).max(1);
     let half_bytes = limits.bytes / 2;
-    let mut head = Vec::new();
-    let mut size = 0;
-    for line in &lines {
-        if head.len() >= half_lines || size + line.len() + 1 > half_bytes {
+    let mut kept_head = 0;
+    let mut used = 0;
+    for line in lines
+        .iter()
+        .take(if middle.is_some() { gap } else { lines.len() })
+    {
+        if kept_head >= half_lines || used + line.len() + 1 > half_bytes {
             break;
         }
-        size += line.len() + 1;
-        head.push(*line);
+        used += line.len() + 1;
+        kept_head += 1;
     }
-    let mut tail = Vec::new();
-    size = 0;
-    for line in lines[head.len()..].iter().rev() {
-        if tail.len() >= half_lines || size + line.len() + 1 > half_bytes {
+    let mut kept_tail = 0;
+    used = 0;
+    let floor = if middle.is_some() { gap } else { kept_head };
+    for line in lines[floor.max(kept_head)..].iter().rev() {
+        if kept_tail >= half_lines || used + line.len() + 1 > half_bytes {
             break;
         }
-        size += line.len() + 1;
-        tail.push(*line);
+        used += line.len() + 1;
+        kept_tail += 1;
     }
-    tail.reverse();
-    let omitted = &lines[head.len()..lines.len() - tail.len()];
-    let omitted_bytes: usize = omitted.iter().map(|l| l.len() + 1).sum();
-    let mut result: Vec<String> = head.iter().map(|s| s.to_string()).collect();
-    let plural = if omitted.len() == 1 { "" } else { "s" };
+    let omitted = &lines[kept_head..lines.len() - kept_tail];
+    let omitted_lines = omitted.len() + gone_lines;
+    let omitted_bytes: usize = omitted.iter().map(|l| l.len() + 1).sum::<usize>() + gone_bytes;
+    let mut result: Vec<String> = lines[..kept_head].to_vec();
+    let plural = if omitted_lines == 1 { "" } else { "s" };
     result.push(format!(
-        "[... {} line{plural} ({}) left out ...]",
-        omitted.len(),
+        "[... {omitted_lines} line{plural} ({}) left out ...]",
         human_bytes(omitted_bytes)
     ));
-    result.extend(tail.iter().map(|s| s.to_string()));
+    result.extend(lines[lines.len() - kept_tail..].iter().cloned());
     result.join("\n")
 }
 
@@ -123,6 +248,39 @@ pub fn human_bytes(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recordings_stay_bounded_and_never_keep_part_of_a_secret() {
+        let limits = Limits {
+            lines: 10,
+            bytes: 1024,
+        };
+        let mut masker = Masker::default();
+        let secret = "-----BEGIN-----\nline one\nline two\n-----END-----";
+        masker.add("KEY", secret);
+        let mut recording = Recording::new(limits);
+        for i in 0..20_000 {
+            recording.push(format!("line {i}\n").as_bytes());
+            if i == 10 {
+                // A secret that straddles the point where the head is cut.
+                recording.push(&vec![b'x'; 1024 + SLACK - 78 - 1 - 20]);
+                recording.push(format!("\n{secret}\n").as_bytes());
+            }
+        }
+        assert!(recording.head.len() + recording.tail.len() <= 3 * (1024 + SLACK));
+        let text = recording.text(limits, &masker);
+        assert!(
+            !text.contains("BEGIN") && !text.contains("line two"),
+            "{text}"
+        );
+        assert!(text.starts_with("line 0\nline 1\n"), "{text}");
+        assert!(text.ends_with("line 19999"), "{text}");
+        assert!(text.contains("lines ("), "{text}");
+        // Small outputs come out exactly as the whole-text path gives them.
+        let mut small = Recording::new(Limits::default());
+        small.push(b"a\x1b[1mb\x1b[0m\n");
+        assert_eq!(small.text(Limits::default(), &masker), "ab");
+    }
 
     #[test]
     fn strips_ansi_and_resolves_carriage_returns() {
@@ -175,5 +333,17 @@ mod tests {
         );
         assert_eq!(Limits::parse("2KiB").unwrap().bytes, 2048);
         assert!(Limits::parse("lots").is_err());
+        for bad in [
+            "0",
+            "0B",
+            "1,2,3",
+            "5,6",
+            "1KiB,2KiB",
+            "99999999999999999999G",
+            "18446744073709551615G",
+            "",
+        ] {
+            assert!(Limits::parse(bad).is_err(), "{bad}");
+        }
     }
 }

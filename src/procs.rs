@@ -82,6 +82,33 @@ fn family() -> (Vec<i32>, Vec<i32>) {
     (found, zombies)
 }
 
+/// SIGKILLs every descendant whose environment carries `NAME=value`: the
+/// processes one kernel started, even those that left its process group
+/// or were orphaned and adopted by this process.
+pub fn kill_tagged(name: &str, value: &str) {
+    let needle = format!("{name}={value}").into_bytes();
+    for _ in 0..4 {
+        let (alive, _) = family();
+        let tagged: Vec<i32> = alive
+            .into_iter()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == needle))
+            })
+            .collect();
+        if tagged.is_empty() {
+            break;
+        }
+        for &pid in &tagged {
+            // SAFETY: kill(2) on a pid; no memory effects here.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// SIGKILLs every descendant except `keep`, then reaps the orphans this
 /// process adopted (never `keep`, which their owners wait for).
 pub fn kill_descendants(keep: &[i32]) {

@@ -61,27 +61,35 @@ impl Recorder {
             return;
         }
         let contents = self.document().into_bytes();
-        if let Some(expected) = &self.expected_on_disk {
-            match std::fs::read(&self.target) {
-                Ok(current) if &current == expected => {}
-                _ => {
-                    self.error = Some(format!(
-                        "{} changed on disk during the run; outputs were not written (use --output FILE to write them elsewhere)",
-                        self.target.display()
-                    ));
-                    return;
-                }
+        let written = match &self.expected_on_disk {
+            Some(expected) if *expected == contents => Ok(()),
+            Some(expected) => {
+                crate::atomic::replace_document(&self.target, expected, &contents).map_err(|e| {
+                    match e {
+                        crate::atomic::ReplaceError::Changed(conflict) => format!(
+                            "{} changed on disk during the run; the edit is kept as it is, and the executed document was written to {}",
+                            self.target.display(),
+                            conflict.display()
+                        ),
+                        crate::atomic::ReplaceError::Io(e) => {
+                            format!("{}: {e}", self.target.display())
+                        }
+                    }
+                })
             }
-        }
-        match crate::atomic::write_if_changed(&self.target, &contents) {
-            Ok(_) => {
+            None => crate::atomic::write_if_changed(&self.target, &contents)
+                .map(|_| ())
+                .map_err(|e| format!("{}: {e}", self.target.display())),
+        };
+        match written {
+            Ok(()) => {
                 if self.expected_on_disk.is_some() {
                     self.expected_on_disk = Some(contents);
                 }
                 self.dirty = false;
                 self.last_write = Some(Instant::now());
             }
-            Err(e) => self.error = Some(format!("{}: {e}", self.target.display())),
+            Err(message) => self.error = Some(message),
         }
     }
 

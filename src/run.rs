@@ -15,7 +15,7 @@ use crate::diagnostic::Diagnostic;
 use crate::document::CellKind;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_INTERRUPTED};
 use crate::events::{JsonSink, RunStatus, Sink, Status};
-use crate::executor::{execute, Emitter, MissLog, Options, Plan};
+use crate::executor::{execute, Emitter, MissLog, Options, Plan, SecretLog};
 use crate::interceptor::{Interceptor, Mode, DEFAULT_TOOLS};
 use crate::loader::{load, Loaded};
 use crate::lock::{self, Lock, LockError};
@@ -30,8 +30,9 @@ use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
 pub fn run(args: &RunArgs) -> Result<i32> {
     let loaded = load(&args.file)?;
+    check_targets(&loaded, args)?;
     let state_path = state::path_for(&loaded.path);
-    let mut state = State::load(&state_path).map_err(Error::Usage)?;
+    let mut state = state::load_for(&loaded.path).map_err(Error::Usage)?;
     let selection = Selection {
         cells: args.cell.clone(),
         from: args.from.clone(),
@@ -118,6 +119,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         misses: interceptor
             .as_ref()
             .map(|i| Arc::new(i.shared.clone()) as Arc<dyn MissLog>),
+        secrets: interceptor
+            .as_ref()
+            .map(|i| Arc::new(i.shared.clone()) as Arc<dyn SecretLog>),
         ..Options::default()
     };
     let plan = Plan {
@@ -153,15 +157,15 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
         Ok::<_, Error>(execute(&plan, vars, &options, Emitter { sinks }).await)
     })?;
-    let masker = outcome.vars.masker();
+    let masker = &outcome.masker;
     if let Some(interceptor) = interceptor.as_ref().filter(|i| i.mode == Mode::Record) {
-        if let Err(e) = interceptor.save(&masker) {
+        if let Err(e) = interceptor.save(masker) {
             eprintln!("error: {e}");
             return Ok(EXIT_FAILED);
         }
     }
     record_state(&mut state, &loaded, &tracker, &outcome);
-    if let Err(e) = state.save(&state_path, &masker) {
+    if let Err(e) = state.save(&state_path, masker) {
         eprintln!("warning: could not save {}: {e}", state_path.display());
     }
     if let Some(error) = recorder.and_then(|r| r.error) {
@@ -210,6 +214,43 @@ fn record_state(
     if outcome.status != RunStatus::Interrupted {
         state.env.extend(outcome.exported.clone());
     }
+}
+
+/// Refuses, before anything runs, a document that cannot be written back
+/// (read-only) and an `--output` that is a folder or in a missing one.
+fn check_targets(loaded: &Loaded, args: &RunArgs) -> Result<()> {
+    if args.no_write || args.dry_run {
+        return Ok(());
+    }
+    let target = args.output.as_ref().unwrap_or(&loaded.path);
+    if target.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {} is a folder; name a file",
+            target.display()
+        )));
+    }
+    let folder = crate::paths::folder_of(target);
+    if !folder.is_dir() {
+        return Err(Error::Usage(format!(
+            "cannot write {}: the folder {} does not exist",
+            target.display(),
+            folder.display()
+        )));
+    }
+    if let Ok(meta) = std::fs::metadata(target) {
+        if meta.permissions().readonly() {
+            let what = if args.output.is_some() {
+                "--output"
+            } else {
+                "the runbook"
+            };
+            return Err(Error::Usage(format!(
+                "{} is read-only, so {what} cannot be written; make it writable, or pass --no-write or --output FILE",
+                target.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Replay or record, from the command line or the front matter's `replay:`.

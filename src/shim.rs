@@ -75,9 +75,16 @@ pub fn main_if_shim() -> Option<i32> {
         }
     };
     if recorded.is_none() {
-        print!("{}", response.stdout);
-        eprint!("{}", response.stderr);
+        // Like the real tool, die of SIGPIPE when the reader goes away
+        // (`kubectl get pods | head -1`), rather than fail on the error.
+        // (When recording, the call is reported before anything can die.)
+        // SAFETY: restoring a signal's default disposition; no memory effects.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        let _ = std::io::stdout().write_all(response.stdout.as_bytes());
         let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(response.stderr.as_bytes());
     }
     Some(response.exit)
 }

@@ -1,4 +1,4 @@
-//! The state file `.runbook/NAME.json` beside a runbook: per cell the last
+//! The state file `.runbook/FILE.json` (`lab.md.json`) beside a runbook: per cell the last
 //! result and a hash of the script it ran, plus the variables captured and
 //! the environment exported in the last run. It never holds a secret.
 
@@ -36,12 +36,26 @@ pub struct CellRecord {
     pub script_hash: String,
 }
 
-/// Where the state of the runbook at `path` lives.
+/// Where the state of the runbook at `path` lives: named by the whole file
+/// name, so `lab.md` and `lab.markdown` keep apart.
 pub fn path_for(runbook: &Path) -> PathBuf {
-    let name = crate::paths::name_of(runbook);
+    let name = crate::paths::file_name_of(runbook);
     crate::paths::folder_of(runbook)
         .join(".runbook")
         .join(format!("{name}.json"))
+}
+
+/// The state of the runbook at `runbook`; a state file of the older name
+/// (`.runbook/lab.json`) is read when there is no newer one.
+pub fn load_for(runbook: &Path) -> Result<State, String> {
+    let path = path_for(runbook);
+    let older = crate::paths::folder_of(runbook)
+        .join(".runbook")
+        .join(format!("{}.json", crate::paths::name_of(runbook)));
+    if !path.exists() && older.exists() {
+        return State::load(&older);
+    }
+    State::load(&path)
 }
 
 pub fn hash(script: &str) -> String {

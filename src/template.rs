@@ -276,24 +276,65 @@ mod tests {
     }
 }
 
-/// A stand-in for a value only a run can know (a capture), for dry runs
-/// and checks: any field of it is another stand-in, and it prints as
-/// `<NAME.field>`.
+/// A stand-in for a value a text must not show: a capture only a run can
+/// know (for dry runs and checks, printed `<NAME.field>`) or a secret
+/// (printed `[masked:NAME.field]`). Any field of it is another stand-in.
 #[derive(Debug)]
-pub struct Placeholder(pub String);
+pub struct Placeholder {
+    pub name: String,
+    pub secret: bool,
+}
+
+impl Placeholder {
+    pub fn value(name: &str, secret: bool) -> Value {
+        Value::from_object(Placeholder {
+            name: name.to_string(),
+            secret,
+        })
+    }
+}
 
 impl minijinja::value::Object for Placeholder {
     fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
         let name = match key.as_str() {
-            Some(field) => format!("{}.{field}", self.0),
-            None => format!("{}[{key}]", self.0),
+            Some(field) => format!("{}.{field}", self.name),
+            None => format!("{}[{key}]", self.name),
         };
-        Some(Value::from_object(Placeholder(name)))
+        Some(Placeholder::value(&name, self.secret))
     }
 
     fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<{}>", self.0)
+        if self.secret {
+            write!(f, "[masked:{}]", self.name)
+        } else {
+            write!(f, "<{}>", self.name)
+        }
     }
+}
+
+/// The `{{ ... }}` expressions of a template that read one of `names`, as
+/// (the name, the expression's source): what they render to is derived
+/// from a secret.
+pub fn expressions_reading(template: &str, names: &BTreeSet<String>) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(length) = rest[start..].find("}}") else {
+            break;
+        };
+        let inner = rest[start + 2..start + length]
+            .trim_start_matches(['-', '+'])
+            .trim_end_matches(['-', '+'])
+            .trim();
+        rest = &rest[start + length + 2..];
+        let Ok(used) = template_variables(&format!("{{{{ {inner} }}}}")) else {
+            continue;
+        };
+        if let Some(name) = used.iter().find(|n| names.contains(*n)) {
+            found.push((name.clone(), inner.to_string()));
+        }
+    }
+    found
 }
 
 /// Whether a text holds template syntax at all; plain text renders as is.
@@ -302,17 +343,17 @@ pub fn has_template(text: &str) -> bool {
 }
 
 /// Template values with every capture of the runbook that `vars` lacks
-/// standing in as a [`Placeholder`].
+/// standing in as a [`Placeholder`], and every secret as `[masked:NAME]`.
 pub fn with_placeholders(
     vars: &crate::vars::Vars,
     runbook: &crate::document::Runbook,
 ) -> BTreeMap<String, Value> {
-    let mut values = vars.template_values();
+    let mut values = vars.public_template_values();
     for cell in &runbook.cells {
         if let Some(capture) = &cell.options.capture {
             values
                 .entry(capture.name.clone())
-                .or_insert_with(|| Value::from_object(Placeholder(capture.name.clone())));
+                .or_insert_with(|| Placeholder::value(&capture.name, false));
         }
     }
     values

@@ -67,15 +67,60 @@ impl Vars {
         values
     }
 
-    /// A masker knowing every secret value held.
-    pub fn masker(&self) -> Masker {
+    /// Template values in which every secret stands in as
+    /// `[masked:NAME]`: what a cell renders to with them holds no secret,
+    /// so it can be shown, hashed and kept.
+    /// `{{ env.NAME }}` of a secret's name stands in the same way.
+    pub fn public_template_values(&self) -> BTreeMap<String, minijinja::Value> {
+        let mut values = self.template_values();
+        let secrets = self.secret_names();
+        if secrets.is_empty() {
+            return values;
+        }
+        for name in &secrets {
+            values.insert(
+                name.clone(),
+                crate::template::Placeholder::value(name, true),
+            );
+        }
+        let env = std::env::vars().map(|(k, v)| {
+            let value = if secrets.contains(&k) {
+                crate::template::Placeholder::value(&format!("env.{k}"), true)
+            } else {
+                minijinja::Value::from(v)
+            };
+            (k, value)
+        });
+        values.insert("env".into(), minijinja::Value::from_iter(env));
+        values
+    }
+
+    /// Names of the secret variables.
+    pub fn secret_names(&self) -> std::collections::BTreeSet<String> {
+        self.map
+            .iter()
+            .filter(|(_, v)| v.secret)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// A masker knowing every secret value held (each string inside a JSON
+    /// secret too), and the names of those shorter than
+    /// [`crate::secrets::SHORT`] characters.
+    pub fn masker_and_short(&self) -> (Masker, Vec<String>) {
         let mut masker = Masker::default();
+        let mut short = Vec::new();
         for (name, var) in &self.map {
             if var.secret {
-                masker.add(name, &var.env_text());
+                short.extend(masker.add_json(name, &var.value));
             }
         }
-        masker
+        (masker, short)
+    }
+
+    /// A masker knowing every secret value held.
+    pub fn masker(&self) -> Masker {
+        self.masker_and_short().0
     }
 }
 

@@ -118,12 +118,12 @@ fn a_missing_interpreter_is_an_error_before_anything_runs() {
 
 #[test]
 fn pwsh_cells_get_their_code_and_variables() {
-    // A stand-in `pwsh` that decodes -EncodedCommand and prints it, so the
-    // plumbing is tested without PowerShell.
+    // A stand-in `pwsh` that prints the code it reads on stdin and keeps
+    // its arguments, so the plumbing is tested without PowerShell.
     let test = Test::new();
     test.write(
         "bin/pwsh",
-        "#!/bin/bash\nwhile [ $# -gt 0 ]; do [ \"$1\" = -EncodedCommand ] && { echo \"$2\" | base64 -d | iconv -f UTF-16LE -t UTF-8; }; shift; done\necho \"env NAME=$NAME\"\n",
+        "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/../argv\"\ncat\necho \"env NAME=$NAME\"\n",
     );
     std::fs::set_permissions(
         test.path("bin/pwsh"),
@@ -143,6 +143,10 @@ fn pwsh_cells_get_their_code_and_variables() {
         "{}",
         test.read("doc.md")
     );
+    // The code never appears on the command line, where `ps` shows it.
+    let argv = test.read("argv");
+    assert!(!argv.contains("Write-Output"), "{argv}");
+    assert!(argv.contains("-NonInteractive\n-Command\n"), "{argv}");
 }
 
 #[test]
@@ -616,13 +620,16 @@ fn a_document_edited_during_the_run_is_not_overwritten() {
     let run = test.run(&["run", "doc.md"]).code(1);
     assert!(
         run.stderr
-            .contains("doc.md changed on disk during the run; outputs were not written"),
+            .contains("doc.md changed on disk during the run; the edit is kept as it is, and the executed document was written to doc.conflict.md"),
         "{}",
         run.stderr
     );
     let doc = test.read("doc.md");
     assert!(doc.ends_with("<!-- edited -->\n"), "{doc}");
     assert!(!doc.contains("```output\nsecond"), "{doc}");
+    // Neither side is lost: the outputs are in the conflict copy.
+    let conflict = test.read("doc.conflict.md");
+    assert!(conflict.contains("```output\nsecond\n```"), "{conflict}");
 }
 
 #[test]

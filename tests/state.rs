@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::support::Test;
 
 fn state(test: &Test, name: &str) -> serde_json::Value {
-    serde_json::from_str(&test.read(&format!(".runbook/{name}.json"))).unwrap()
+    serde_json::from_str(&test.read(&format!(".runbook/{name}.md.json"))).unwrap()
 }
 
 const CHAIN: &str = "```bash {#a capture=A}\necho a >> ran; echo alpha\n```\n\n```bash {#b capture=B}\necho b >> ran; export REGION=westeurope; echo \"{{ A }}-beta\"\n```\n\n```bash {#c}\necho c >> ran; greet() { echo \"hello $1\"; }\n```\n\n```bash {#d}\necho d >> ran; echo \"$B {{ B }} $REGION\"\n```\n";
@@ -168,7 +168,7 @@ fn secrets_are_never_saved_and_must_be_given_again() {
         "```bash {#login capture=TOKEN secret}\necho \"tok-$(echo 12345)-en\"\n```\n\n```bash {#use}\necho \"using $TOKEN\"\n```\n",
     );
     test.run(&["run", "lab.md"]).code(0);
-    let saved = test.read(".runbook/lab.json");
+    let saved = test.read(".runbook/lab.md.json");
     assert!(!saved.contains("tok-12345-en"), "{saved}");
     assert!(!saved.contains("TOKEN\""), "{saved}");
     let run = test.run(&["run", "lab.md", "--cell", "use"]).code(2);
@@ -191,7 +191,7 @@ fn secrets_are_never_saved_and_must_be_given_again() {
     assert!(test
         .read("lab.md")
         .contains("```output\nusing [masked:TOKEN]\n```"));
-    assert!(!test.read(".runbook/lab.json").contains("tok-12345-en"));
+    assert!(!test.read(".runbook/lab.md.json").contains("tok-12345-en"));
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn a_second_run_at_once_is_refused_and_a_stale_lock_is_taken_over() {
     test.write("lab.md", doc);
     let mut first = test.command(&["run", "lab.md"]).spawn().unwrap();
     // Wait for the first run to hold the lock.
-    let lock = test.path(".runbook/lab.lock");
+    let lock = test.path(".runbook/lab.md.lock");
     for _ in 0..100 {
         if std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty()) {
             break;
@@ -222,7 +222,7 @@ fn a_second_run_at_once_is_refused_and_a_stale_lock_is_taken_over() {
         "```bash\nsleep 1.5; echo slow\n```\n```output\nslow\n```\n"
     );
     // A lock file left by a run that was killed holds no lock any more.
-    test.write(".runbook/lab.lock", "999999\n");
+    test.write(".runbook/lab.md.lock", "999999\n");
     test.write("lab.md", doc);
     test.run(&["run", "lab.md"]).code(0);
 }
