@@ -78,50 +78,80 @@ pub fn environment() -> Environment<'static> {
     };
     env.add_filter("__rb_single", escaper(quoting::escape_single));
     env.add_filter("__rb_double", escaper(quoting::escape_double));
-    let heredoc = |escape: fn(&str) -> String| {
-        move |value: Value, delimiter: String, strip_tabs: bool| {
-            let text = value.to_string();
+    env.add_filter("__rb_heredoc", escaper(quoting::escape_heredoc));
+    env.add_filter("__rb_ansi_c", escaper(quoting::escape_ansi_c));
+    env.add_filter("__rb_literal", escaper(str::to_string));
+    env.add_filter("__rb_arith", |value: Value| {
+        let text = value.to_string();
+        if value.is_safe() || quoting::is_number(&text) {
+            return Ok(Value::from_safe_string(text));
+        }
+        Err(refusal(
+            "stands in arithmetic ($(( )), (( )), let, an array subscript or a [[ -eq ]] operand), where names and subscripts run as code; a value there must be a whole number",
+        ))
+    });
+    env.add_filter("__rb_plain", |value: Value, place: String| {
+        let text = value.to_string();
+        if value.is_safe() || is_shell_plain(&text) {
+            return Ok(Value::from_safe_string(text));
+        }
+        Err(refusal(&format!(
+            "stands {place}, where no quoting holds every value; a value there must be plain ([A-Za-z0-9_./:@%+=,-] only)"
+        )))
+    });
+    env.add_filter(
+        "__rb_ends",
+        |value: Value, delimiter: String, strip_tabs: bool| {
             let terminator = quoting::Terminator {
                 delimiter,
                 strip_tabs,
             };
-            if terminator.ends_in(&text) {
-                return Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!(
-                        "a value holds the line `{}`, which would end the here-document and run what follows",
-                        terminator.delimiter
-                    ),
-                ));
+            if terminator.ends_in(&value.to_string()) {
+                return Err(refusal(&format!(
+                    "holds the line `{}`, which would end the here-document and run what follows",
+                    terminator.delimiter
+                )));
             }
-            Ok(if value.is_safe() {
-                value
-            } else {
-                Value::from_safe_string(escape(&text))
-            })
-        }
-    };
-    env.add_filter("__rb_heredoc", heredoc(quoting::escape_heredoc));
-    env.add_filter("__rb_literal", heredoc(|v| v.to_string()));
+            Ok(value)
+        },
+    );
     env
 }
 
-/// Rewrites each `{{ expr }}` of shell code that stands inside quotes or a
-/// here-document to pass through the escaping filter for that place.
+/// The error for a value no quoting can hold where it stands. The value
+/// itself is not shown: it may be a secret.
+fn refusal(why: &str) -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("a value {why}"),
+    )
+}
+
+/// Rewrites each `{{ expr }}` of shell code that stands inside quotes, a
+/// here-document or a place no quoting can hold, to pass through the
+/// escaping (or refusing) filter for that place.
 fn escape_by_context(template: &str) -> String {
     let mut out = template.to_string();
     for (start, context) in quoting::contexts(template).into_iter().rev() {
-        let heredoc = |name: &str, t: &quoting::Terminator| {
+        let mut filters: Vec<String> = match &context.quoting {
+            quoting::Quoting::Unquoted => Vec::new(),
+            quoting::Quoting::LiteralHeredoc => vec!["__rb_literal".into()],
+            quoting::Quoting::Single => vec!["__rb_single".into()],
+            quoting::Quoting::Double => vec!["__rb_double".into()],
+            quoting::Quoting::AnsiC => vec!["__rb_ansi_c".into()],
+            quoting::Quoting::Heredoc => vec!["__rb_heredoc".into()],
+            quoting::Quoting::Arithmetic => vec!["__rb_arith".into()],
+            quoting::Quoting::PlainOnly(place) => {
+                vec![format!("__rb_plain({})", serde_json::Value::from(*place))]
+            }
+        };
+        for t in &context.heredocs {
             let delimiter = serde_json::Value::from(t.delimiter.as_str());
-            format!("{name}({delimiter}, {})", t.strip_tabs)
-        };
-        let filter = match &context {
-            quoting::Context::Unquoted => continue,
-            quoting::Context::Single => "__rb_single".to_string(),
-            quoting::Context::Double => "__rb_double".to_string(),
-            quoting::Context::Heredoc(t) => heredoc("__rb_heredoc", t),
-            quoting::Context::LiteralHeredoc(t) => heredoc("__rb_literal", t),
-        };
+            filters.push(format!("__rb_ends({delimiter}, {})", t.strip_tabs));
+        }
+        if filters.is_empty() {
+            continue;
+        }
         let Some(length) = template[start..].find("}}") else {
             continue;
         };
@@ -134,7 +164,11 @@ fn escape_by_context(template: &str) -> String {
             Some(rest) => (rest, &inner[inner.len() - 1..]),
             None => (inner, ""),
         };
-        let rewritten = format!("{{{{{open} ({}) | {filter} {close}}}}}", inner.trim());
+        let rewritten = format!(
+            "{{{{{open} ({}) | {} {close}}}}}",
+            inner.trim(),
+            filters.join(" | ")
+        );
         out.replace_range(start..start + length + 2, &rewritten);
     }
     out
