@@ -356,13 +356,17 @@ pub struct JsonDiagnostic<'a> {
     pub help: Option<&'a str>,
 }
 
-/// Prints the reports; returns the exit status (1 on any error).
+/// Prints the reports; returns the exit status: 2 when a file cannot be
+/// read at all (the command line names something that is not a runbook),
+/// else 1 on any error.
 pub fn print(reports: &[Report], json: bool, color: bool) -> i32 {
     let mut failed = false;
+    let mut unreadable = false;
     for report in reports {
         let name = report.path.display().to_string();
         failed |= report.errors() > 0;
         if let Some(error) = &report.error {
+            unreadable = true;
             if json {
                 println!(
                     "{}",
@@ -424,5 +428,9 @@ pub fn print(reports: &[Report], json: bool, color: bool) -> i32 {
             );
         }
     }
-    i32::from(failed)
+    if unreadable {
+        2
+    } else {
+        i32::from(failed)
+    }
 }

@@ -40,6 +40,9 @@ pub struct ImportArgs {
     /// The runbook to write
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,8 +85,8 @@ pub struct TestArgs {
     #[arg(long)]
     pub update: bool,
     /// Test this many files at once (default: one per core)
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -127,7 +130,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID")]
     pub to: Option<String>,
     /// Run from the first cell that failed or did not run last time
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["cell", "from"])]
     pub resume: bool,
     /// Also run the cells that define what the chosen cells use
     #[arg(long)]

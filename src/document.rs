@@ -161,6 +161,10 @@ pub struct OutputBlock {
     pub text: String,
     /// The `{exit=N}` it carries, 0 when absent.
     pub exit: i32,
+    /// `{literal}`: recorded by runbook from output that itself looks like
+    /// wildcards (`[..]`, `...`), so it is compared exactly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub literal: bool,
     pub line: usize,
 }
 

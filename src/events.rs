@@ -103,10 +103,7 @@ pub struct JsonSink;
 
 impl Sink for JsonSink {
     fn event(&mut self, event: &Event) {
-        use std::io::Write;
         let line = serde_json::to_string(event).expect("events serialise");
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        crate::terminal::out(&format!("{line}\n"));
     }
 }

@@ -827,7 +827,7 @@ fn secret_names_in(masked: &str) -> String {
 /// Warns about short secrets: masked, but masking may hide ordinary text.
 pub fn warn_short(names: &[String]) {
     for name in names {
-        eprintln!(
+        crate::say_line!(
             "warning: secret {name} is shorter than {SHORT} characters; it is masked everywhere, which may also hide ordinary text"
         );
     }
@@ -842,7 +842,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Asks on the terminal whether to run a `confirm` cell.
 fn confirm(cell: &Cell) -> bool {
-    eprint!("Run cell {} ({})? [y/N] ", cell.name(), cell.first_line());
+    crate::terminal::say(&format!(
+        "Run cell {} ({})? [y/N] ",
+        cell.name(),
+        cell.first_line()
+    ));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     if std::io::stdin().lock().read_line(&mut answer).is_err() {

@@ -61,6 +61,15 @@ pub fn main() -> i32 {
         return code;
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // Like other command-line tools, end quietly when the reader of
+        // the output goes away (`runbook list x.md | head -1`). A run
+        // instead carries on: it has processes to end and outputs to record.
+        // SAFETY: restoring a signal's default disposition; no memory effects.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -98,6 +107,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 update: args.update,
                 jobs: args
                     .jobs
+                    .map(usize::from)
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             };
@@ -105,6 +115,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(testing::print(&results, &options))
         }
         Command::Import(args) => {
+            if args.output.exists() && !args.force {
+                return Err(error::Error::Usage(format!(
+                    "{} exists; pass --force to replace it",
+                    args.output.display()
+                )));
+            }
             let text = std::fs::read_to_string(&args.notebook)
                 .map_err(|e| error::Error::io(&args.notebook, e))?;
             let cells = match args.notebook.extension().and_then(|e| e.to_str()) {

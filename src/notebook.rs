@@ -170,7 +170,9 @@ pub fn to_markdown(cells: &[Imported]) -> String {
     let mut parts = Vec::new();
     for cell in cells {
         match cell {
-            Imported::Markdown(text) => parts.push(text.trim_end_matches('\n').to_string()),
+            Imported::Markdown(text) => {
+                parts.push(as_prose(text.trim_end_matches('\n')));
+            }
             Imported::Code {
                 lang,
                 source,
@@ -188,6 +190,27 @@ pub fn to_markdown(cells: &[Imported]) -> String {
         }
     }
     parts.join("\n\n") + "\n"
+}
+
+/// A notebook's markdown, with every fenced block that would run (or be
+/// written as a file) turned into a plain example: its info string becomes
+/// the Pandoc class form `{.bash}`, which shows as code but never runs.
+fn as_prose(markdown: &str) -> String {
+    let Ok(runbook) = crate::parser::parse(markdown) else {
+        return markdown.to_string();
+    };
+    let mut text = markdown.to_string();
+    for cell in runbook.cells.iter().rev() {
+        let info = &markdown[cell.info_span.clone()];
+        let word = info
+            .trim_start()
+            .split(|c: char| c.is_whitespace() || c == '{')
+            .next()
+            .unwrap_or("");
+        let class = if word.is_empty() { "text" } else { word };
+        text.replace_range(cell.info_span.clone(), &format!("{{.{class}}}"));
+    }
+    text
 }
 
 fn lines(text: &str) -> Value {

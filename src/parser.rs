@@ -284,24 +284,55 @@ impl State<'_> {
         }
 
         if is_output {
+            let exit_attr = parsed
+                .as_ref()
+                .ok()
+                .and_then(|info| info.get("exit").map(|a| a.value.clone()));
+            let exit = match &exit_attr {
+                None => Some(0),
+                Some(value) => value
+                    .as_deref()
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .filter(|n| (0..=255).contains(n)),
+            };
+            let Some(exit) = exit else {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "`exit` of an output block must be a number from 0 to 255",
+                        fence.info.clone(),
+                    )
+                    .help("write it as ```output {exit=1}"),
+                );
+                return Last::Other;
+            };
+            let literal = parsed
+                .as_ref()
+                .is_ok_and(|info| info.get("literal").is_some());
+            let mut attached = false;
             if let Last::Cell(index) = previous {
                 let line_start = self.index.line_start(fence.open);
                 let cell = &self.runbook.cells[index];
                 let gap = &self.source[cell.insert_at.min(line_start)..line_start];
                 if cell.output.is_none() && gap.chars().all(|c| c.is_whitespace() || c == '>') {
-                    let exit = parsed
-                        .ok()
-                        .and_then(|info| info.get("exit").and_then(|a| a.value.clone()))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
                     let text = body.strip_suffix('\n').unwrap_or(&body).to_string();
                     self.runbook.cells[index].output = Some(OutputBlock {
                         span: line_start..fence.insert_at,
                         text,
                         exit,
+                        literal,
                         line: self.index.line(fence.open),
                     });
+                    attached = true;
                 }
+            }
+            if !attached && exit_attr.is_some() {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "this output block has an exit status, but no cell stands right above it",
+                        fence.info.clone(),
+                    )
+                    .help("an `output {exit=N}` block records a cell's result: put it directly under the cell, with only blank lines between"),
+                );
             }
             return Last::Other;
         }
@@ -430,10 +461,26 @@ impl State<'_> {
                 );
                 return Last::Other;
             }
-            (None, path) => CellKind::File {
-                path: path.unwrap_or_default(),
-                mode,
-            },
+            (None, path) => {
+                let path = path.unwrap_or_default();
+                let attr = info.get("file").expect("file attribute present");
+                let span = at + attr.span.start..at + attr.span.end;
+                if crate::template::has_template(&path) {
+                    self.diagnostics.push(
+                        Diagnostic::error("a file cell's path cannot be a template", span)
+                            .help("name the file plainly; template its contents instead"),
+                    );
+                    return Last::Other;
+                }
+                if let Some(why) = crate::paths::escapes(&path) {
+                    self.diagnostics.push(
+                        Diagnostic::error(format!("file path `{path}` {why}"), span)
+                            .help("file cells write inside the runbook's folder only: give a path relative to it, without `..` leading out"),
+                    );
+                    return Last::Other;
+                }
+                CellKind::File { path, mode }
+            }
         };
         if mode.is_some() && matches!(kind, CellKind::Code { .. }) {
             let attr = info.get("mode").expect("mode attribute present");

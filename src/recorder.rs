@@ -116,13 +116,18 @@ impl Sink for Recorder {
             } => {
                 let recorded = self.runbook.cells[*index].output.as_ref();
                 let still_matches = recorded.is_some_and(|old| {
-                    old.exit == *exit && has_wildcards(&old.text) && matches(&old.text, text)
+                    old.exit == *exit
+                        && !old.literal
+                        && has_wildcards(&old.text)
+                        && matches(&old.text, text)
                 });
-                // A recorded block whose wildcards still match stays as written.
+                // A block a person wrote with wildcards that still match
+                // stays as written.
                 let output = if still_matches {
                     recorded.map(|old| Output {
                         text: old.text.clone(),
                         exit: old.exit,
+                        literal: false,
                     })
                 } else {
                     Output::block(text.clone(), *exit)

@@ -79,19 +79,21 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         return Err(document_error(&loaded, errors));
     }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    eprint!(
-        "{}",
-        crate::diagnostic::render_all(&warnings, &loaded.display(), &loaded.source, color)
-    );
+    crate::terminal::say(&crate::diagnostic::render_all(
+        &warnings,
+        &loaded.display(),
+        &loaded.source,
+        color,
+    ));
     if args.dry_run {
-        print!("{}", dry_run(&loaded, &cells, &vars));
+        crate::terminal::out(&dry_run(&loaded, &cells, &vars));
         return Ok(0);
     }
     if cells.is_empty() {
         if loaded.runbook.cells.is_empty() {
-            eprintln!("{}: no cells to run", loaded.display());
+            crate::say_line!("{}: no cells to run", loaded.display());
         } else {
-            eprintln!("nothing to run: every cell passed in the last run");
+            crate::say_line!("nothing to run: every cell passed in the last run");
         }
         return Ok(0);
     }
@@ -99,7 +101,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         Ok(lock) => Some(lock),
         Err(LockError::Busy(message)) => return Err(Error::Usage(message)),
         Err(LockError::Unavailable(reason)) => {
-            eprintln!("warning: running without a lock ({reason})");
+            crate::say_line!("warning: running without a lock ({reason})");
             None
         }
     };
@@ -160,20 +162,20 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let masker = &outcome.masker;
     if let Some(interceptor) = interceptor.as_ref().filter(|i| i.mode == Mode::Record) {
         if let Err(e) = interceptor.save(masker) {
-            eprintln!("error: {e}");
+            crate::say_line!("error: {e}");
             return Ok(EXIT_FAILED);
         }
     }
     record_state(&mut state, &loaded, &tracker, &outcome);
     if let Err(e) = state.save(&state_path, masker) {
-        eprintln!("warning: could not save {}: {e}", state_path.display());
+        crate::say_line!("warning: could not save {}: {e}", state_path.display());
     }
     if let Some(error) = recorder.and_then(|r| r.error) {
-        eprintln!("error: {error}");
+        crate::say_line!("error: {error}");
         return Ok(EXIT_FAILED);
     }
     if let (Some(output), false) = (&args.output, args.json) {
-        eprintln!("executed document written to {}", output.display());
+        crate::say_line!("executed document written to {}", output.display());
     }
     Ok(match outcome.status {
         RunStatus::Passed => 0,

@@ -10,16 +10,28 @@ use crate::events::{Event, Sink, Status};
 use crate::kernel::Stream;
 
 /// Writes to stderr in one call, so lines are not split between writes.
-fn say(text: &str) {
+/// A closed stderr is not an error: the run goes on without a display.
+pub fn say(text: &str) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
+/// Writes to stdout and flushes. A closed stdout (`runbook run x.md |
+/// head -1`) is the terminal going away, not a reason to stop: the run
+/// goes on, records its outputs and ends its processes as usual.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// `say` with format arguments and a newline.
+#[macro_export]
 macro_rules! say_line {
     () => {
-        say("\n")
+        $crate::terminal::say("\n")
     };
     ($($arg:tt)*) => {
-        say(&format!("{}\n", format_args!($($arg)*)))
+        $crate::terminal::say(&format!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -71,7 +83,7 @@ impl Terminal {
 
     fn finish_open_lines(&mut self) {
         if self.open_line[0] {
-            println!();
+            out("\n");
         }
         if self.open_line[1] {
             say_line!();
@@ -106,10 +118,7 @@ impl Sink for Terminal {
                 self.clear_status();
                 let open = !text.ends_with('\n');
                 match stream {
-                    Stream::Stdout => {
-                        print!("{text}");
-                        let _ = std::io::stdout().flush();
-                    }
+                    Stream::Stdout => out(text),
                     Stream::Stderr => say(text),
                 }
                 self.open_line[*stream as usize] = open;

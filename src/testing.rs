@@ -26,9 +26,20 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellVerdict {
     pub name: String,
-    pub passed: bool,
-    /// Why it failed, with a diff where there is one.
+    pub outcome: Outcome,
+    /// Why it failed (or was updated), with a diff where there is one.
     pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// Did not run, as the document records: an earlier cell's recorded
+    /// failure stops the run there, and this cell has no output recorded.
+    Skipped,
+    /// Mismatched, and `--update` wrote the fresh output.
+    Updated,
 }
 
 /// The verdicts on one runbook, or why it could not be tested.
@@ -172,28 +183,46 @@ fn compare(loaded: &Loaded, fresh: &[Option<Fresh>], options: &Options, result: 
         })
     };
     let mut edits = Vec::new();
+    // The cell whose failure, as recorded, ended the run.
+    let mut stopped_at: Option<String> = None;
     for (index, cell) in loaded.runbook.cells.iter().enumerate() {
         if cell.options.skip || !cell.options.record_output || cell.interpreter().is_none() {
             continue;
         }
         let name = cell.name();
         let Some(fresh) = &fresh[index] else {
-            result.cells.push(CellVerdict {
-                name,
-                passed: false,
-                detail: "did not run (an earlier cell failed)".into(),
-            });
+            let verdict = match (&stopped_at, &cell.output) {
+                (Some(at), None) => CellVerdict {
+                    name,
+                    outcome: Outcome::Skipped,
+                    detail: format!("not run: the run stops at cell {at}, as recorded"),
+                },
+                _ => CellVerdict {
+                    name,
+                    outcome: Outcome::Failed,
+                    detail: "did not run (an earlier cell failed)".into(),
+                },
+            };
+            result.cells.push(verdict);
             continue;
         };
         if fresh.status == "skipped" {
             continue;
         }
         let text = fresh.text.clone().unwrap_or_default();
-        let (recorded_text, recorded_exit) = match &cell.output {
-            Some(block) => (redact(&block.text), block.exit),
-            None => (String::new(), 0),
+        let (recorded_text, recorded_exit, literal) = match &cell.output {
+            Some(block) => (redact(&block.text), block.exit, block.literal),
+            None => (String::new(), 0, false),
         };
-        let passed = recorded_exit == fresh.exit && matches(&recorded_text, &text);
+        let same_text = if literal {
+            recorded_text == text
+        } else {
+            matches(&recorded_text, &text)
+        };
+        let passed = recorded_exit == fresh.exit && same_text;
+        if passed && fresh.status != "passed" && !cell.options.continue_on_error {
+            stopped_at = Some(name.clone());
+        }
         let mut detail = String::new();
         if !passed {
             if recorded_exit != fresh.exit {
@@ -206,7 +235,7 @@ fn compare(loaded: &Loaded, fresh: &[Option<Fresh>], options: &Options, result: 
                 detail.push_str("no output is recorded under this cell; the fresh output is:\n");
                 detail.push_str(&text);
                 detail.push('\n');
-            } else if !matches(&recorded_text, &text) {
+            } else if !same_text {
                 detail.push_str(&diff(&recorded_text, &text, options.color));
             }
             edits.push(Edit {
@@ -214,9 +243,14 @@ fn compare(loaded: &Loaded, fresh: &[Option<Fresh>], options: &Options, result: 
                 output: Output::block(text, fresh.exit),
             });
         }
+        let outcome = match (passed, options.update) {
+            (true, _) => Outcome::Passed,
+            (false, true) => Outcome::Updated,
+            (false, false) => Outcome::Failed,
+        };
         result.cells.push(CellVerdict {
             name,
-            passed,
+            outcome,
             detail,
         });
     }
@@ -224,7 +258,14 @@ fn compare(loaded: &Loaded, fresh: &[Option<Fresh>], options: &Options, result: 
         let updated = apply(&loaded.source, &loaded.runbook, &edits);
         match crate::atomic::write_if_changed(&loaded.path, updated.as_bytes()) {
             Ok(changed) => result.updated = changed,
-            Err(e) => result.error = Some(format!("{}: {e}", loaded.path.display())),
+            Err(e) => {
+                result.error = Some(format!("{}: {e}", loaded.path.display()));
+                for cell in &mut result.cells {
+                    if cell.outcome == Outcome::Updated {
+                        cell.outcome = Outcome::Failed;
+                    }
+                }
+            }
         }
     }
 }
@@ -251,45 +292,66 @@ pub fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Prints the results and the `N passed, M failed` summary; returns the
-/// exit status.
-pub fn print(results: &[FileResult], options: &Options) -> i32 {
-    let (mut passed, mut failed, mut broken) = (0, 0, 0);
+/// Prints the results and the `N passed, M failed, K skipped` summary;
+/// returns the exit status: 1 when a cell failed (with `--update`, when
+/// one failed that could not be updated), 2 when a file could not be
+/// tested at all, else 0.
+pub fn print(results: &[FileResult], _options: &Options) -> i32 {
+    let (mut passed, mut failed, mut skipped, mut updated, mut broken) = (0, 0, 0, 0, 0);
     for result in results {
         let name = result.path.display();
-        println!("test {name}");
+        out_line(&format!("test {name}"));
         if let Some(error) = &result.error {
             broken += 1;
-            print!("{error}");
-            println!("{name}: could not be tested");
-            continue;
+            crate::terminal::out(error);
+            out_line(&format!("{name}: could not be tested"));
+            if result.cells.is_empty() {
+                continue;
+            }
         }
         for cell in &result.cells {
-            if cell.passed {
-                passed += 1;
-                println!("  cell {} ... ok", cell.name);
-            } else {
-                failed += 1;
-                println!("  cell {} ... FAILED", cell.name);
-                for line in cell.detail.lines() {
-                    println!("    {line}");
+            let mark = match cell.outcome {
+                Outcome::Passed => {
+                    passed += 1;
+                    "ok"
                 }
+                Outcome::Failed => {
+                    failed += 1;
+                    "FAILED"
+                }
+                Outcome::Skipped => {
+                    skipped += 1;
+                    "skipped"
+                }
+                Outcome::Updated => {
+                    updated += 1;
+                    "updated"
+                }
+            };
+            out_line(&format!("  cell {} ... {mark}", cell.name));
+            for line in cell.detail.lines() {
+                out_line(&format!("    {line}"));
             }
         }
         if result.updated {
-            println!("{name}: updated with the fresh outputs");
+            out_line(&format!("{name}: updated with the fresh outputs"));
         }
     }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 && !options.update {
+    if updated > 0 {
+        out_line(&format!("{updated} updated"));
+    }
+    out_line(&format!(
+        "{passed} passed, {failed} failed, {skipped} skipped"
+    ));
+    if failed > 0 {
         1
     } else if broken > 0 {
-        if failed > 0 {
-            1
-        } else {
-            2
-        }
+        2
     } else {
         0
     }
+}
+
+fn out_line(text: &str) {
+    crate::terminal::out(&format!("{text}\n"));
 }

@@ -12,15 +12,24 @@ pub struct Output {
     /// Lines joined by `\n`, no final newline, no ANSI escapes.
     pub text: String,
     pub exit: i32,
+    /// Marked `{literal}`: compared exactly, never as wildcards.
+    pub literal: bool,
 }
 
 impl Output {
     /// The block a cell's output gets: none for empty output with exit 0.
+    /// Output that looks like wildcards is marked literal, so what a cell
+    /// printed is never later taken as a pattern.
     pub fn block(text: String, exit: i32) -> Option<Output> {
         if text.is_empty() && exit == 0 {
             None
         } else {
-            Some(Output { text, exit })
+            let literal = crate::snapshot::has_wildcards(&text);
+            Some(Output {
+                text,
+                exit,
+                literal,
+            })
         }
     }
 }
@@ -55,7 +64,11 @@ fn splice(
 ) -> Option<(Range<usize>, String)> {
     let newline = runbook.newline;
     match (&cell.output, output) {
-        (Some(old), Some(new)) if old.text == new.text && old.exit == new.exit => None,
+        (Some(old), Some(new))
+            if old.text == new.text && old.exit == new.exit && old.literal == new.literal =>
+        {
+            None
+        }
         (Some(old), Some(new)) => Some((old.span.clone(), render(new, &cell.prefix, newline))),
         (None, Some(new)) => Some((
             cell.insert_at..cell.insert_at,
@@ -69,10 +82,11 @@ fn splice(
 /// An output block's lines, each behind `prefix`, without a final newline.
 pub fn render(output: &Output, prefix: &str, newline: &str) -> String {
     let fence = fence_for(&output.text);
-    let info = if output.exit == 0 {
-        "output".to_string()
-    } else {
-        format!("output {{exit={}}}", output.exit)
+    let info = match (output.exit, output.literal) {
+        (0, false) => "output".to_string(),
+        (0, true) => "output {literal}".to_string(),
+        (exit, false) => format!("output {{exit={exit}}}"),
+        (exit, true) => format!("output {{exit={exit} literal}}"),
     };
     let mut lines = vec![format!("{prefix}{fence}{info}")];
     if !output.text.is_empty() {
@@ -105,6 +119,7 @@ mod tests {
             output: Some(Output {
                 text: text.into(),
                 exit,
+                literal: false,
             }),
         }
     }

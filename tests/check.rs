@@ -155,7 +155,7 @@ fn several_files_run_in_parallel_with_one_summary() {
         ])
         .code(1);
     assert!(
-        run.stdout.ends_with("4 passed, 1 failed\n"),
+        run.stdout.ends_with("4 passed, 1 failed, 0 skipped\n"),
         "{}",
         run.stdout
     );

@@ -13,6 +13,7 @@ fn set(cell: usize, text: &str) -> Edit {
         output: Some(Output {
             text: text.to_string(),
             exit: 0,
+            literal: false,
         }),
     }
 }
