@@ -704,7 +704,7 @@ impl Executor<'_, '_> {
                                 attempt.stdout_overflow = true;
                             }
                         }
-                        attempt.recording.push(&bytes);
+                        attempt.recording.push_stream(stream as usize, &bytes);
                         if !hold {
                             if let Some(text) = live[stream as usize].push(&bytes, &self.masker) {
                                 self.emitter.emit(Event::Output { index, stream, text });
@@ -742,6 +742,7 @@ impl Executor<'_, '_> {
                 _ = ticker.tick() => self.emitter.tick(),
             }
         }
+        attempt.recording.finish();
         if !hold {
             for stream in [Stream::Stdout, Stream::Stderr] {
                 if let Some(text) = live[stream as usize].flush(&self.masker) {

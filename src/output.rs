@@ -86,6 +86,9 @@ const SLACK: usize = 16 * 1024;
 /// fell between them.
 #[derive(Debug, Default)]
 pub struct Recording {
+    /// Per stream, the start of a line not yet complete: streams are
+    /// merged line by line, never in the middle of a line.
+    partial: [Vec<u8>; 2],
     head: Vec<u8>,
     tail: Vec<u8>,
     keep: usize,
@@ -98,6 +101,27 @@ impl Recording {
         Recording {
             keep: limits.bytes.saturating_add(SLACK),
             ..Recording::default()
+        }
+    }
+
+    /// Takes what one stream (0 stdout, 1 stderr) printed; whole lines go
+    /// in at once, so another stream's line never lands inside one.
+    pub fn push_stream(&mut self, stream: usize, bytes: &[u8]) {
+        self.partial[stream].extend_from_slice(bytes);
+        let end = match self.partial[stream].iter().rposition(|&b| b == b'\n') {
+            Some(at) => at + 1,
+            None if self.partial[stream].len() > SLACK => self.partial[stream].len(),
+            None => return,
+        };
+        let lines: Vec<u8> = self.partial[stream].drain(..end).collect();
+        self.push(&lines);
+    }
+
+    /// Puts in what is left of unfinished lines.
+    pub fn finish(&mut self) {
+        for stream in 0..2 {
+            let rest = std::mem::take(&mut self.partial[stream]);
+            self.push(&rest);
         }
     }
 
@@ -117,7 +141,7 @@ impl Recording {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.tail.is_empty()
+        self.head.is_empty() && self.tail.is_empty() && self.partial.iter().all(Vec::is_empty)
     }
 
     /// Appends a line of the tool's own (a note on how the cell ended).

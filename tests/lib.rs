@@ -4,10 +4,12 @@ mod support;
 
 mod check;
 mod document;
+mod hostile;
 mod lab;
 mod list;
 mod notebook;
 mod quoting;
 mod replay;
 mod run;
+mod secrets;
 mod state;

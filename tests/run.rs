@@ -4,40 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::Test;
-
-/// Processes whose command line holds `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.parse::<u32>().is_ok())
-        {
-            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                if cmdline.contains(needle) {
-                    found.push(cmdline);
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Waits up to a few seconds for processes matching `needle` to vanish.
-#[track_caller]
-fn assert_no_process(needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if processes_with(needle).is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("processes outlived the run: {:?}", processes_with(needle));
-}
+use crate::support::{assert_no_process, processes_with, walk, Test};
 
 #[test]
 fn shell_state_carries_forward_and_outputs_are_recorded() {
@@ -557,19 +524,6 @@ fn secrets_never_reach_any_byte_the_run_writes() {
         "{doc}"
     );
     assert!(doc.contains("```output\n[masked:GIVEN]\n```"), "{doc}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]
