@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_no_process, processes_with, walk, Test};
+use crate::support::{assert_no_process, walk, Test};
 
 #[test]
 fn shell_state_carries_forward_and_outputs_are_recorded() {
