@@ -340,7 +340,20 @@ impl State<'_> {
         let info = match parsed {
             Ok(info) => info,
             Err(error) => {
-                if executable {
+                if !executable
+                    && raw_info.contains("file=")
+                    && crate::template::has_template(raw_info)
+                {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            "a file cell's path cannot be a template",
+                            fence.info.clone(),
+                        )
+                        .help("name the file plainly; template its contents instead"),
+                    );
+                    return Last::Other;
+                }
+                if executable || raw_info.contains("file=") {
                     let start = fence.info.start;
                     let mut diagnostic = Diagnostic::error(
                         error.message,
