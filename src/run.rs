@@ -105,6 +105,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             None
         }
     };
+    // What a run killed with SIGKILL left beside the document goes now.
+    if let Ok(target) = crate::atomic::resolve(args.output.as_ref().unwrap_or(&loaded.path)) {
+        crate::atomic::remove_stale_temps(&target);
+    }
     let options = Options {
         limits: match &args.max_output {
             Some(text) => Limits::parse(text).map_err(Error::Usage)?,

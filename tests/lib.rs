@@ -3,6 +3,7 @@
 mod support;
 
 mod check;
+mod crash;
 mod document;
 mod hostile;
 mod lab;
