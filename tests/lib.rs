@@ -5,6 +5,7 @@ mod support;
 mod check;
 mod crash;
 mod document;
+mod fuzz;
 mod hostile;
 mod lab;
 mod list;
