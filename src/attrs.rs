@@ -82,8 +82,10 @@ fn parse_braces(info: &str, open: usize, attrs: &mut Vec<Attr>) -> Result<usize,
     let bytes = info.as_bytes();
     let mut i = open + 1;
     loop {
-        while i < bytes.len() && (bytes[i] as char).is_ascii_whitespace() {
-            i += 1;
+        // The same whitespace ends a token and is skipped between tokens
+        // (a vertical tab or a non-ASCII space too), so every pass moves on.
+        while let Some(c) = info[i..].chars().next().filter(|c| c.is_whitespace()) {
+            i += c.len_utf8();
         }
         if i >= bytes.len() {
             return Err(AttrError {
@@ -228,6 +230,9 @@ mod tests {
 
     #[test]
     fn errors() {
+        // Found by fuzzing: a vertical tab once looped forever.
+        assert!(parse_info("{\u{b}:").is_err());
+        assert!(parse_info("bash {id=a\u{a0}skip}").is_ok());
         let err = parse_info("bash {id=a").unwrap_err();
         assert_eq!(err.message, "unterminated attribute list");
         assert_eq!(err.span, 5..10);

@@ -34,7 +34,9 @@ fn random_below(limit: u64, seed: &mut u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (*seed >> 33) % limit
 }
 
@@ -77,15 +79,31 @@ fn two_hundred_sigkills_never_leave_half_a_document() {
             finished += 1;
         }
         let text = test.read("doc.md");
-        assert_eq!(without_outputs(&text), original, "round {round}: not the old document nor a newer one");
+        assert_eq!(
+            without_outputs(&text),
+            original,
+            "round {round}: not the old document nor a newer one"
+        );
         if round % 25 == 0 {
             // The next run cleans up what the killed ones left, and passes.
             let run = test.run(&["run", "doc.md", "--max-output", "2000,256KiB"]);
             assert_eq!(run.code, 0, "round {round}: {}", run.stderr);
-            assert!(leftovers(&test).is_empty(), "round {round}: {:?}", leftovers(&test));
+            assert!(
+                leftovers(&test).is_empty(),
+                "round {round}: {:?}",
+                leftovers(&test)
+            );
             let text = test.read("doc.md");
             assert_eq!(without_outputs(&text), original);
-            assert_eq!(parse(&text).unwrap().cells.iter().filter(|c| c.output.is_some()).count(), 12);
+            assert_eq!(
+                parse(&text)
+                    .unwrap()
+                    .cells
+                    .iter()
+                    .filter(|c| c.output.is_some())
+                    .count(),
+                12
+            );
         }
     }
     eprintln!(
