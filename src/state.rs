@@ -66,6 +66,12 @@ pub fn hash(script: &str) -> String {
 impl State {
     /// Reads a state file; a missing one is an empty state.
     pub fn load(path: &Path) -> Result<State, String> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "{} is a symbolic link; runbook does not use a state file through one (delete it to start afresh)",
+                path.display()
+            ));
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| {
                 format!(
@@ -90,9 +96,23 @@ impl State {
         clean.env.retain(|_, v| masker.mask(v) == *v);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+            refuse_link(parent)?;
         }
+        // Unlike the document, the state file is runbook's own: a link in
+        // its place (or its folder's) is never followed.
+        refuse_link(path)?;
         let text = serde_json::to_string_pretty(&clean).expect("state serialises") + "\n";
         crate::atomic::write_if_changed(path, text.as_bytes()).map(|_| ())
+    }
+}
+
+fn refuse_link(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::other(format!(
+            "{} is a symbolic link; runbook does not write its state through one",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
 }
 

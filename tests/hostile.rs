@@ -68,6 +68,14 @@ fn the_lock_never_follows_a_link_and_each_file_keeps_its_own_state() {
     std::os::unix::fs::symlink(test.path("victim.txt"), test.path(".runbook/lab.md.lock")).unwrap();
     let run = test.run(&["run", "lab.md"]).code(0);
     assert_eq!(test.read("victim.txt"), "precious\n", "{}", run.stderr);
+    // Nor does the state file.
+    test.write("victim2.txt", "precious too\n");
+    std::os::unix::fs::symlink(test.path("victim2.txt"), test.path(".runbook/lab.markdown.json"))
+        .unwrap();
+    let run = test.run(&["run", "lab.markdown"]).code(2);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert_eq!(test.read("victim2.txt"), "precious too\n");
+    std::fs::remove_file(test.path(".runbook/lab.markdown.json")).unwrap();
     test.run(&["run", "lab.markdown"]).code(0);
     let md = test.read(".runbook/lab.md.json");
     let markdown = test.read(".runbook/lab.markdown.json");
