@@ -317,14 +317,7 @@ impl Executor<'_, '_> {
             CellKind::File { .. } => false,
         };
         let rendered = self.render(cell, shell);
-        self.emitter.emit(Event::CellStarted {
-            index,
-            number: cell.number,
-            name: cell.name(),
-            lang: cell.lang.clone(),
-            rendered: self.public_rendering(cell, shell),
-            attempt: 1,
-        });
+        self.started(index, cell, shell, 1);
         let interpreter = match &cell.kind {
             CellKind::File { path, mode } => {
                 let written = rendered.and_then(|text| self.write_file(&text, path, *mode));
@@ -362,14 +355,7 @@ impl Executor<'_, '_> {
         let mut attempt_number = 1;
         let attempt = loop {
             if attempt_number > 1 {
-                self.emitter.emit(Event::CellStarted {
-                    index,
-                    number: cell.number,
-                    name: cell.name(),
-                    lang: cell.lang.clone(),
-                    rendered: self.public_rendering(cell, shell),
-                    attempt: attempt_number,
-                });
+                self.started(index, cell, shell, attempt_number);
             }
             let attempt = self
                 .attempt(index, cell, interpreter, &code, cwd.as_deref())
@@ -420,6 +406,19 @@ impl Executor<'_, '_> {
             self.share_secrets();
         }
         render(&self.env, &cell.body, &values, shell).map_err(|e| self.template_error(cell, &e))
+    }
+
+    /// Reports that an attempt at a cell starts.
+    fn started(&mut self, index: usize, cell: &Cell, shell: bool, attempt: u32) {
+        let rendered = self.public_rendering(cell, shell);
+        self.emitter.emit(Event::CellStarted {
+            index,
+            number: cell.number,
+            name: cell.name(),
+            lang: cell.lang.clone(),
+            rendered,
+            attempt,
+        });
     }
 
     /// The cell rendered with every secret standing in as `[masked:NAME]`:

@@ -218,10 +218,12 @@ impl Scanner<'_> {
     /// Whether the simple command around `i` is `let`.
     fn in_let(&self, i: usize) -> bool {
         let start = self.text[..i]
-            .rfind(['\n', ';', '|', '&', '(', '{'])
+            .rfind(['\n', ';', '|', '&', '('])
             .map_or(0, |s| s + 1);
-        let words: Vec<&str> = self.text[start..i].split_whitespace().collect();
-        words.first() == Some(&"let")
+        self.text[start..i]
+            .split_whitespace()
+            .find(|w| !matches!(*w, "{" | "!" | "then" | "do" | "else" | "time"))
+            == Some("let")
     }
 
     fn scan(mut self) -> Vec<(usize, Context)> {
@@ -655,8 +657,8 @@ mod tests {
         );
         assert_eq!(kinds("echo $((1 + 2)) {{ A }}"), ["unquoted"]);
         assert_eq!(
-            kinds("echo $(( {{ A }} + 1 )) $[{{ B }}] ; (( n = {{ C }} )); let x={{ D }}"),
-            ["arith", "arith", "arith", "arith"]
+            kinds("echo $(( {{ A }} + 1 )) $[{{ B }}] ; (( n = {{ C }} )); let x={{ D }}+{{ E }}; {{ F }}"),
+            ["arith", "arith", "arith", "arith", "arith", "unquoted"]
         );
         assert_eq!(
             kinds("a[{{ A }}]=1; echo \"${a[{{ B }}]}\" ${s:{{ C }}:2} ${x:-{{ D }}} \"${x:-{{ E }}}\""),

@@ -70,8 +70,11 @@ fn the_lock_never_follows_a_link_and_each_file_keeps_its_own_state() {
     assert_eq!(test.read("victim.txt"), "precious\n", "{}", run.stderr);
     // Nor does the state file.
     test.write("victim2.txt", "precious too\n");
-    std::os::unix::fs::symlink(test.path("victim2.txt"), test.path(".runbook/lab.markdown.json"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        test.path("victim2.txt"),
+        test.path(".runbook/lab.markdown.json"),
+    )
+    .unwrap();
     let run = test.run(&["run", "lab.markdown"]).code(2);
     assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
     assert_eq!(test.read("victim2.txt"), "precious too\n");

@@ -162,6 +162,7 @@ enum Place {
     LiteralHereDocument,
     Comment,
     Let,
+    LetTwice,
     TestOperand,
 }
 
@@ -172,6 +173,7 @@ fn place() -> impl Strategy<Value = Place> {
         Just(Place::LiteralHereDocument),
         Just(Place::Comment),
         Just(Place::Let),
+        Just(Place::LetTwice),
         Just(Place::TestOperand),
     ]
 }
@@ -205,6 +207,13 @@ fn case(place: &Place, word: &Word, v: &str) -> (String, Option<String>) {
         Place::Let => (
             "let n={{ V }}\nprintf '<%s>\\n' \"$n\"\n".to_string(),
             is_number(v).then(|| format!("<{}>\n", arithmetic(v))),
+        ),
+        Place::LetTwice => (
+            "{ let n={{ V }}+{{ V }}; }\nprintf '<%s>\\n' \"$n\"\n".to_string(),
+            is_number(v).then(|| {
+                let n: i64 = arithmetic(v).parse().unwrap();
+                format!("<{}>\n", 2 * n)
+            }),
         ),
         Place::TestOperand => (
             "if [[ {{ V }} -eq 42 ]]; then echo '<yes>'; else echo '<no>'; fi\n".to_string(),
