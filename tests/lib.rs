@@ -8,6 +8,7 @@ mod document;
 mod fuzz;
 mod hostile;
 mod lab;
+mod lab_tools;
 mod list;
 mod notebook;
 mod quoting;
