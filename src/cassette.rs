@@ -7,7 +7,7 @@
 //! for another. Identical calls are answered in recorded order, and the last
 //! answer repeats.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -33,12 +33,78 @@ pub struct Call {
     /// What the call read on stdin (a manifest piped to `kubectl apply -f -`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stdin: String,
-    #[serde(default)]
+    /// What it printed, when written as two blobs (hand-written cassettes;
+    /// replayed stdout first).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stdout: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
+    /// What it printed, stream by stream in the order it did (recorded
+    /// cassettes): `[{"stderr": "Packing..."}, {"stdout": "Succeeded"}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<Chunk>,
     #[serde(default)]
     pub exit: i32,
+}
+
+/// A piece of a call's output on one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chunk {
+    Stdout(String),
+    Stderr(String),
+}
+
+impl Chunk {
+    pub fn text(&self) -> &str {
+        match self {
+            Chunk::Stdout(text) | Chunk::Stderr(text) => text,
+        }
+    }
+
+    fn map(&self, mut f: impl FnMut(&str) -> String) -> Chunk {
+        match self {
+            Chunk::Stdout(text) => Chunk::Stdout(f(text)),
+            Chunk::Stderr(text) => Chunk::Stderr(f(text)),
+        }
+    }
+}
+
+impl Call {
+    /// What the call printed, in order: the recorded chunks, or the two
+    /// blobs (stdout first).
+    pub fn chunks(&self) -> Vec<Chunk> {
+        if !self.output.is_empty() {
+            return self.output.clone();
+        }
+        let mut chunks = Vec::new();
+        if !self.stdout.is_empty() {
+            chunks.push(Chunk::Stdout(self.stdout.clone()));
+        }
+        if !self.stderr.is_empty() {
+            chunks.push(Chunk::Stderr(self.stderr.clone()));
+        }
+        chunks
+    }
+
+    /// Everything it printed on stdout.
+    pub fn stdout_text(&self) -> String {
+        self.chunks()
+            .iter()
+            .filter(|c| matches!(c, Chunk::Stdout(_)))
+            .map(Chunk::text)
+            .collect()
+    }
+}
+
+/// Appends `text` on `stream` to `chunks`, joining it to the last chunk
+/// when that one is of the same stream.
+pub fn push_chunk(chunks: &mut Vec<Chunk>, chunk: Chunk) {
+    match (chunks.last_mut(), &chunk) {
+        (Some(Chunk::Stdout(last)), Chunk::Stdout(more))
+        | (Some(Chunk::Stderr(last)), Chunk::Stderr(more)) => last.push_str(more),
+        _ => chunks.push(chunk),
+    }
 }
 
 /// The cassette file of a runbook within a fixture folder.
@@ -168,8 +234,13 @@ impl Player {
         let call = &self.calls[matching[(*cursor).min(matching.len() - 1)]];
         *cursor += 1;
         let mut call = call.clone();
-        call.stdout = call.stdout.replace(RUNBOOK_DIR, &self.folder);
-        call.stderr = call.stderr.replace(RUNBOOK_DIR, &self.folder);
+        call.output = call
+            .chunks()
+            .iter()
+            .map(|c| c.map(|text| text.replace(RUNBOOK_DIR, &self.folder)))
+            .collect();
+        call.stdout.clear();
+        call.stderr.clear();
         Ok(call)
     }
 
@@ -223,13 +294,45 @@ pub fn shell_words(argv: &[String]) -> String {
 pub struct Normalizer {
     guids: BTreeMap<String, String>,
     folder: String,
+    /// GUIDs left as they are.
+    public: BTreeSet<String>,
+}
+
+/// Public ids that are the same in every tenant, and so are no one's
+/// secret: first-party application ids and built-in role and app-role ids.
+pub const WELL_KNOWN_IDS: [&str; 11] = [
+    "00000003-0000-0000-c000-000000000000", // Microsoft Graph (app id)
+    "797f4846-ba00-4fd7-ba43-dac1f8f63013", // Azure Service Management
+    "04b07795-8ddb-461a-bbee-02f9e1bf7b46", // Azure CLI
+    "6dae42f8-4368-4678-94ff-3960e28e3630", // Azure Kubernetes Service AAD Server
+    "df021288-bdef-4463-88db-98f22de89214", // Graph app role User.Read.All
+    "befefa01-2a29-4197-83a8-272ff33ce314", // role DNS Zone Contributor
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7", // role Reader
+    "4d97b98b-1d4f-4787-a291-c67834d212e7", // role Network Contributor
+    "7f951dda-4ed3-4680-a7ca-43fe172d538d", // role AcrPull
+    "b24988ac-6180-42a0-ab88-20f7382dd24c", // role Contributor
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", // role Owner
+];
+
+/// The GUIDs a text names literally (lower case): a runbook that writes an
+/// id out is telling the reader, not hiding it.
+pub fn literal_guids(text: &str) -> BTreeSet<String> {
+    guid_re()
+        .find_iter(text)
+        .map(|m| m.as_str().to_ascii_lowercase())
+        .collect()
 }
 
 impl Normalizer {
-    pub fn new(folder: &Path) -> Normalizer {
+    /// A normaliser that leaves `public` GUIDs (and the well-known ones)
+    /// as they are.
+    pub fn new(folder: &Path, public: BTreeSet<String>) -> Normalizer {
+        let mut public = public;
+        public.extend(WELL_KNOWN_IDS.iter().map(|id| id.to_string()));
         Normalizer {
             guids: BTreeMap::new(),
             folder: folder.to_string_lossy().into_owned(),
+            public,
         }
     }
 
@@ -241,9 +344,13 @@ impl Normalizer {
             text
         };
         let guids = &mut self.guids;
+        let public = &self.public;
         guid_re()
             .replace_all(&text, |c: &regex::Captures| {
                 let real = c[0].to_ascii_lowercase();
+                if public.contains(&real) {
+                    return c[0].to_string();
+                }
                 let next = guids.len() + 1;
                 guids
                     .entry(real)
@@ -259,6 +366,11 @@ impl Normalizer {
             stdin: self.apply(&call.stdin, masker),
             stdout: self.apply(&call.stdout, masker),
             stderr: self.apply(&call.stderr, masker),
+            output: call
+                .output
+                .iter()
+                .map(|c| c.map(|text| self.apply(text, masker)))
+                .collect(),
             exit: call.exit,
         }
     }
@@ -295,12 +407,12 @@ mod tests {
         };
         let mut player = Player::new(cassette, Path::new("/work/lab"));
         let get = args(&["kubectl", "get", "pods"]);
-        assert_eq!(player.answer(&get, "").unwrap().stdout, "pending\n");
-        assert_eq!(player.answer(&get, "").unwrap().stdout, "running\n");
-        assert_eq!(player.answer(&get, "").unwrap().stdout, "running\n");
+        assert_eq!(player.answer(&get, "").unwrap().stdout_text(), "pending\n");
+        assert_eq!(player.answer(&get, "").unwrap().stdout_text(), "running\n");
+        assert_eq!(player.answer(&get, "").unwrap().stdout_text(), "running\n");
         let apply = args(&["kubectl", "apply", "-f", "-"]);
         assert_eq!(
-            player.answer(&apply, "kind: B\n").unwrap().stdout,
+            player.answer(&apply, "kind: B\n").unwrap().stdout_text(),
             "b created\n"
         );
         let miss = player.answer(&apply, "kind: C\n").unwrap_err();
@@ -346,18 +458,26 @@ mod tests {
                 "",
             )
             .unwrap();
-        assert_eq!(answer.stdout, "done in /home/me/lab\n");
+        assert_eq!(answer.stdout_text(), "done in /home/me/lab\n");
     }
 
     #[test]
     fn normalises_recordings_consistently() {
-        let mut normalizer = Normalizer::new(Path::new("/home/me/lab"));
+        let mut normalizer = Normalizer::new(Path::new("/home/me/lab"), BTreeSet::new());
         let masker = crate::secrets::Masker::default();
         let a = "6F1C3A2E-9B7D-4C1E-8F00-123456789ABC";
         let b = "11111111-2222-3333-4444-555555555555";
         assert_eq!(
             normalizer.apply(&format!("{a} {b} {} /home/me/lab/k8s", a.to_lowercase()), &masker),
             "00000000-0000-0000-0000-000000000001 00000000-0000-0000-0000-000000000002 00000000-0000-0000-0000-000000000001 $RUNBOOK_DIR/k8s"
+        );
+        // Ids the runbook names, and public ones, stay as they are.
+        let named = "11111111-2222-3333-4444-555555555555".to_string();
+        let mut normalizer = Normalizer::new(Path::new("/x"), [named.clone()].into());
+        let graph = "00000003-0000-0000-c000-000000000000";
+        assert_eq!(
+            normalizer.apply(&format!("{named} {graph} {a}"), &masker),
+            format!("{named} {graph} 00000000-0000-0000-0000-000000000001")
         );
     }
 

@@ -43,6 +43,8 @@ pub struct Interceptor {
     cassette_path: PathBuf,
     runbook_name: String,
     folder: PathBuf,
+    /// GUIDs the runbook names literally: public, so never normalised.
+    public_ids: std::collections::BTreeSet<String>,
     pub tools: Vec<String>,
 }
 
@@ -94,6 +96,9 @@ impl Interceptor {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             folder: folder.to_path_buf(),
+            public_ids: std::fs::read_to_string(runbook)
+                .map(|text| crate::cassette::literal_guids(&text))
+                .unwrap_or_default(),
             tools,
         })
     }
@@ -148,11 +153,9 @@ impl Interceptor {
                     }
                     let response = match serde_json::from_str::<Request>(&line) {
                         Ok(request) => shared.lock().expect("not poisoned").handle(request),
-                        Err(e) => Response {
-                            stdout: String::new(),
-                            stderr: format!("runbook: bad request from a shim: {e}\n"),
-                            exit: 127,
-                        },
+                        Err(e) => {
+                            Response::error(format!("runbook: bad request from a shim: {e}\n"), 127)
+                        }
                     };
                     let mut reply = serde_json::to_string(&response).expect("responses serialise");
                     reply.push('\n');
@@ -167,7 +170,7 @@ impl Interceptor {
     /// normalised) to the cassette.
     pub fn save(&self, masker: &Masker) -> Result<(), String> {
         let shared = self.shared.lock().expect("not poisoned");
-        let mut normalizer = Normalizer::new(&self.folder);
+        let mut normalizer = Normalizer::new(&self.folder, self.public_ids.clone());
         let cassette = Cassette {
             version: crate::cassette::VERSION,
             runbook: self.runbook_name.clone(),
@@ -192,8 +195,7 @@ impl Shared {
             let exit = call.exit;
             self.recorded.push(call);
             return Response {
-                stdout: String::new(),
-                stderr: String::new(),
+                output: Vec::new(),
                 exit,
             };
         }
@@ -202,8 +204,7 @@ impl Shared {
         let stdin = self.masker.mask(&request.stdin);
         match self.player.answer(&argv, &stdin) {
             Ok(call) => Response {
-                stdout: call.stdout,
-                stderr: call.stderr,
+                output: call.chunks(),
                 exit: call.exit,
             },
             Err(miss) => {
@@ -219,11 +220,7 @@ impl Shared {
                 }
                 message.push_str("\n  hint: record it with `runbook run FILE --record DIR`");
                 self.misses.push(message.clone());
-                Response {
-                    stdout: String::new(),
-                    stderr: format!("{message}\n"),
-                    exit: 127,
-                }
+                Response::error(format!("{message}\n"), 127)
             }
         }
     }

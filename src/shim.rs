@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cassette::Chunk;
+
 /// Where the running runbook listens for intercepted calls.
 pub const SOCKET_ENV: &str = "RUNBOOK_SHIM_SOCKET";
 /// The PATH without the shim folder, to find the real tools when recording.
@@ -28,9 +30,19 @@ pub struct Request {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Response {
-    pub stdout: String,
-    pub stderr: String,
+    /// What to print, stream by stream, in order.
+    pub output: Vec<Chunk>,
     pub exit: i32,
+}
+
+impl Response {
+    /// An answer that only says something on stderr.
+    pub fn error(message: String, exit: i32) -> Response {
+        Response {
+            output: vec![Chunk::Stderr(message)],
+            exit,
+        }
+    }
 }
 
 /// Runs as the shim when started under a tool's name inside a run; returns
@@ -82,11 +94,28 @@ pub fn main_if_shim() -> Option<i32> {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
-        let _ = std::io::stdout().write_all(response.stdout.as_bytes());
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().write_all(response.stderr.as_bytes());
+        print_in_order(&response.output);
     }
     Some(response.exit)
+}
+
+/// Prints the chunks on their streams in order. Between two streams it
+/// waits a moment, so a reader of both pipes sees them in that order too.
+fn print_in_order(chunks: &[Chunk]) {
+    let mut last: Option<bool> = None;
+    for chunk in chunks {
+        let is_stdout = matches!(chunk, Chunk::Stdout(_));
+        if last.is_some_and(|was| was != is_stdout) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        last = Some(is_stdout);
+        if is_stdout {
+            let _ = std::io::stdout().write_all(chunk.text().as_bytes());
+            let _ = std::io::stdout().flush();
+        } else {
+            let _ = std::io::stderr().write_all(chunk.text().as_bytes());
+        }
+    }
 }
 
 /// Whether the call reads stdin: one of its arguments is `-`, ends in `=-`
@@ -139,33 +168,40 @@ fn run_real(name: &str, argv: &[String], stdin: &str) -> Result<crate::cassette:
             let _ = input.write_all(stdin.as_bytes());
         });
     }
+    // Both streams pass through live, and are kept in the order they came.
+    let chunks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let tee = |mut from: Box<dyn Read + Send>, to_stderr: bool| {
+        let chunks = chunks.clone();
         std::thread::spawn(move || {
-            let mut all = Vec::new();
             let mut buffer = [0u8; 8192];
             while let Ok(n) = from.read(&mut buffer) {
                 if n == 0 {
                     break;
                 }
-                all.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                let mut chunks = chunks.lock().expect("not poisoned");
                 if to_stderr {
                     let _ = std::io::stderr().write_all(&buffer[..n]);
+                    crate::cassette::push_chunk(&mut chunks, Chunk::Stderr(text));
                 } else {
                     let _ = std::io::stdout().write_all(&buffer[..n]);
                     let _ = std::io::stdout().flush();
+                    crate::cassette::push_chunk(&mut chunks, Chunk::Stdout(text));
                 }
             }
-            String::from_utf8_lossy(&all).into_owned()
         })
     };
     let out = tee(Box::new(child.stdout.take().expect("piped")), false);
     let err = tee(Box::new(child.stderr.take().expect("piped")), true);
     let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
+    let _ = (out.join(), err.join());
+    let output = std::mem::take(&mut *chunks.lock().expect("not poisoned"));
     Ok(crate::cassette::Call {
         argv: argv.to_vec(),
         stdin: stdin.to_string(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: String::new(),
+        stderr: String::new(),
+        output,
         exit: status.code().unwrap_or(1),
     })
 }

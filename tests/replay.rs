@@ -218,3 +218,47 @@ fn the_real_kubectl_client_recorded_then_replayed_without_it() {
         .code(0);
     assert_eq!(test.read("lab.md"), recorded);
 }
+
+#[test]
+fn a_replayed_call_prints_its_streams_in_the_order_the_tool_did() {
+    let test = Test::new();
+    test.write(
+        "bin/az",
+        "#!/bin/bash\necho 'Packing source code...' >&2; sleep 0.1\necho 'Waiting for an agent...' >&2; sleep 0.1\necho Succeeded; sleep 0.1\necho 'done' >&2\n",
+    );
+    crate::support::executable(&test.path("bin/az"));
+    let path = format!(
+        "{}:{}",
+        test.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    test.write("lab.md", "```az\naz acr build --registry r .\n```\n");
+    test.run_env(
+        &["run", "lab.md", "--record", "fixtures"],
+        &[("PATH", &path)],
+    )
+    .code(0);
+    let recorded = test.read("lab.md");
+    let expected =
+        "```output\nPacking source code...\nWaiting for an agent...\nSucceeded\ndone\n```";
+    assert!(recorded.contains(expected), "{recorded}");
+    let cassette: serde_json::Value =
+        serde_json::from_str(&test.read("fixtures/lab.json")).unwrap();
+    assert_eq!(
+        cassette["calls"][0]["output"],
+        serde_json::json!([
+            {"stderr": "Packing source code...\nWaiting for an agent...\n"},
+            {"stdout": "Succeeded\n"},
+            {"stderr": "done\n"}
+        ])
+    );
+    // Replayed without the tool, five times: the same order every time.
+    for _ in 0..5 {
+        test.run_env(
+            &["run", "lab.md", "--replay", "fixtures"],
+            &[("PATH", &without_az())],
+        )
+        .code(0);
+        assert_eq!(test.read("lab.md"), recorded);
+    }
+}
