@@ -27,7 +27,7 @@ fn the_lab_replays_offline_to_its_committed_document() {
         ])
         .code(0);
     assert!(
-        run.stderr.contains("42 passed, 0 failed, 1 skipped"),
+        run.stderr.contains("50 passed, 0 failed, 1 skipped"),
         "{}",
         run.stderr
     );
@@ -44,7 +44,7 @@ fn the_lab_replays_offline_to_its_committed_document() {
         "infra-service-account",
         "external-dns-config",
         "external-dns",
-        "cluster-issuer",
+        "cluster-issuers",
         "workload",
     ] {
         let text = test.read(&format!("runbooks/out/lab/k8s/{name}.yaml"));

@@ -1,21 +1,26 @@
 // The AKS cluster: OIDC issuer and workload identity enabled, Entra ID
-// integration with an admin group, nodes in the lab's subnet.
+// integration with an admin group, nodes in the lab's subnet, running as a
+// user-assigned identity that already holds Network Contributor there.
 param location string
 param name string
 param kubernetesVersion string
 param nodeCount int
 param nodeVmSize string
 param nodeSubnetId string
+param clusterIdentityId string
 param adminGroupObjectId string
 
 resource cluster 'Microsoft.ContainerService/managedClusters@2024-05-01' = {
   name: name
   location: location
   identity: {
-    type: 'SystemAssigned'
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${clusterIdentityId}': {}
+    }
   }
   properties: {
-    kubernetesVersion: kubernetesVersion
+    kubernetesVersion: empty(kubernetesVersion) ? null : kubernetesVersion
     dnsPrefix: name
     enableRBAC: true
     aadProfile: {

@@ -1,6 +1,11 @@
-// The two user-assigned identities of the lab: one for the platform's
-// add-ons (cert-manager), one for the sample workload.
+// The user-assigned identities of the lab: the cluster's own, one for the
+// platform's add-ons (ExternalDNS, cert-manager), one for the sample workload.
 param location string
+
+resource clusterIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'aks-cluster-identity'
+  location: location
+}
 
 resource infra 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'aks-infra-identity'
@@ -12,6 +17,8 @@ resource app 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   location: location
 }
 
+output clusterIdentityId string = clusterIdentity.id
+output clusterPrincipalId string = clusterIdentity.properties.principalId
 output infraClientId string = infra.properties.clientId
 output infraPrincipalId string = infra.properties.principalId
 output appClientId string = app.properties.clientId

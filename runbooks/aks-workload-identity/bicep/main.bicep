@@ -1,6 +1,6 @@
 // The lab's Azure resources: a resource group holding the virtual network,
-// the two user-assigned identities, the container registry and the AKS
-// cluster with its OIDC issuer and workload identity enabled.
+// the user-assigned identities, the container registry and the AKS cluster
+// with its OIDC issuer and workload identity enabled.
 targetScope = 'subscription'
 
 @description('Short name of the environment, e.g. dev')
@@ -11,14 +11,18 @@ param location string
 
 param resourceGroupName string
 param clusterName string
-param registryName string
 
 @description('Object id of the Entra ID group whose members administer the cluster')
 param adminGroupObjectId string
 
-param kubernetesVersion string = '1.30'
+@description('Kubernetes version; empty for the default version AKS offers in the region')
+param kubernetesVersion string = ''
 param nodeCount int = 3
 param nodeVmSize string = 'Standard_D4ds_v5'
+
+// Registry names are global: derive one that is the same on every re-run
+// in this subscription and resource group, and unlikely anywhere else.
+var registryName = 'acr${uniqueString(subscription().id, resourceGroupName)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -29,20 +33,24 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   }
 }
 
+module identities 'identities.bicep' = {
+  scope: rg
+  name: 'identities'
+  params: {
+    location: location
+  }
+}
+
+// The cluster's own identity gets Network Contributor on the node subnet
+// before the cluster is created: AKS needs it in a virtual network it does
+// not own (load balancers, IP configurations).
 module network 'network.bicep' = {
   scope: rg
   name: 'network'
   params: {
     location: location
     name: 'vnet-${clusterName}'
-  }
-}
-
-module identities 'identities.bicep' = {
-  scope: rg
-  name: 'identities'
-  params: {
-    location: location
+    clusterPrincipalId: identities.outputs.clusterPrincipalId
   }
 }
 
@@ -65,6 +73,7 @@ module cluster 'cluster.bicep' = {
     nodeCount: nodeCount
     nodeVmSize: nodeVmSize
     nodeSubnetId: network.outputs.nodeSubnetId
+    clusterIdentityId: identities.outputs.clusterIdentityId
     adminGroupObjectId: adminGroupObjectId
   }
 }
@@ -72,6 +81,7 @@ module cluster 'cluster.bicep' = {
 output resourceGroupName string = rg.name
 output clusterName string = cluster.outputs.name
 output oidcIssuerUrl string = cluster.outputs.oidcIssuerUrl
+output registryName string = registryName
 output registryLoginServer string = registry.outputs.loginServer
 output infraIdentityClientId string = identities.outputs.infraClientId
 output appIdentityClientId string = identities.outputs.appClientId
