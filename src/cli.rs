@@ -29,7 +29,7 @@ pub enum Command {
     Test(TestArgs),
     /// Turn a Jupyter (.ipynb) or Polyglot (.dib) notebook into a runbook
     Import(ImportArgs),
-    /// Turn a runbook into a Jupyter notebook or a GitHub Actions workflow
+    /// Turn a runbook into a Jupyter notebook, a Polyglot .dib or a GitHub Actions workflow
     Export(ExportArgs),
 }
 
@@ -48,6 +48,7 @@ pub struct ImportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Ipynb,
+    Dib,
     GithubActions,
 }
 
@@ -89,9 +90,9 @@ pub struct TestArgs {
     pub jobs: Option<u16>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The runbook
+    /// The runbook (or a notebook: .ipynb, .dib)
     pub file: PathBuf,
     /// Set a variable (overrides params)
     #[arg(long = "set", value_name = "NAME=VALUE")]

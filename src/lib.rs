@@ -28,6 +28,7 @@ pub mod notebook;
 pub mod output;
 pub mod parser;
 pub mod paths;
+pub mod pieces;
 pub mod preflight;
 pub mod procs;
 pub mod quoting;
@@ -121,18 +122,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     args.output.display()
                 )));
             }
-            let text = std::fs::read_to_string(&args.notebook)
-                .map_err(|e| error::Error::io(&args.notebook, e))?;
-            let cells = match args.notebook.extension().and_then(|e| e.to_str()) {
-                Some("dib") => notebook::from_dib(&text),
-                _ => notebook::from_ipynb(&text).map_err(|e| {
-                    error::Error::Usage(format!("{}: {e}", args.notebook.display()))
-                })?,
-            };
-            let markdown = notebook::to_markdown(&cells);
+            let (markdown, notes) = notebook::read(&args.notebook)?;
+            for note in notes {
+                eprintln!("{}: {note}", args.notebook.display());
+            }
             atomic::write(&args.output, markdown.as_bytes())
                 .map_err(|e| error::Error::io(&args.output, e))?;
-            eprintln!("wrote {} ({} cells)", args.output.display(), cells.len());
+            let cells = parser::parse(&markdown).map_or(0, |r| r.cells.len());
+            let plural = if cells == 1 { "" } else { "s" };
+            eprintln!("wrote {} ({cells} cell{plural})", args.output.display());
             Ok(0)
         }
         Command::Export(args) => {
@@ -142,6 +140,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     let notebook = notebook::to_ipynb(&loaded.source, &loaded.runbook);
                     serde_json::to_string_pretty(&notebook).expect("notebooks serialise") + "\n"
                 }
+                cli::ExportFormat::Dib => notebook::to_dib(&loaded.source, &loaded.runbook),
                 cli::ExportFormat::GithubActions => {
                     let title = paths::name_of(&loaded.path);
                     workflow::github_actions(&loaded.display(), &loaded.runbook, &title)

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::document::{CellKind, Runbook};
+use crate::document::{Interpreter, Runbook};
+use crate::pieces::{self, CodePiece, Edited, OutputText, Piece};
 use crate::writer::{fence_for, render, Output};
 
 /// A cell of an imported notebook.
@@ -57,11 +58,7 @@ pub fn from_ipynb(json_text: &str) -> Result<Vec<Imported>, String> {
         match cell["cell_type"].as_str() {
             Some("markdown") | Some("raw") => imported.push(Imported::Markdown(source)),
             Some("code") => {
-                let mut kernel = cell["metadata"]["polyglot_notebook"]["kernelName"]
-                    .as_str()
-                    .or_else(|| cell["metadata"]["dotnet_interactive"]["language"].as_str())
-                    .unwrap_or(default_kernel)
-                    .to_string();
+                let mut kernel = cell_kernel(cell, default_kernel).to_string();
                 if let Some(rest) = source.strip_prefix("#!") {
                     let (magic, body) = rest.split_once('\n').unwrap_or((rest, ""));
                     if !magic.contains(' ') {
@@ -128,41 +125,332 @@ fn outputs(outputs: &Value) -> Option<Output> {
     )
 }
 
-/// Reads a Polyglot Notebook `.dib`: `#!meta` holds JSON, `#!markdown`
-/// prose, and `#!<kernel>` code.
-pub fn from_dib(text: &str) -> Vec<Imported> {
-    let mut imported = Vec::new();
-    let mut kernel: Option<String> = None;
-    let mut body = String::new();
-    let flush = |kernel: &Option<String>, body: &mut String, imported: &mut Vec<Imported>| {
-        let content = body.trim_matches('\n').to_string();
-        body.clear();
-        match kernel.as_deref() {
-            None | Some("meta") => {}
-            Some(_) if content.is_empty() => {}
-            Some("markdown") => imported.push(Imported::Markdown(format!("{content}\n"))),
-            Some(other) => imported.push(Imported::Code {
-                lang: language(other),
-                source: format!("{content}\n"),
-                output: None,
-            }),
+/// Kernel names (and aliases) Polyglot Notebooks knows without being told,
+/// with `markdown`/`md`; a `.dib`'s `#!meta` header adds its own.
+const DIB_KERNELS: [&str; 18] = [
+    "markdown",
+    "md",
+    "csharp",
+    "c#",
+    "fsharp",
+    "f#",
+    "pwsh",
+    "powershell",
+    "javascript",
+    "js",
+    "html",
+    "sql",
+    "kql",
+    "mermaid",
+    "http",
+    "value",
+    "python",
+    "bash",
+];
+
+/// A cell of a `.dib` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DibCell {
+    pub kernel: String,
+    pub text: String,
+    /// 1-based line of the text's first line.
+    pub line: usize,
+}
+
+/// Splits a `.dib` file as Polyglot Notebooks does: an optional `#!meta`
+/// JSON header, then cells that start only at a line that is exactly `#!`
+/// and a kernel name or alias it knows. Any other `#!` line (a magic
+/// command such as `#!time`) stays in its cell.
+pub fn parse_dib(text: &str) -> (Option<Value>, Vec<DibCell>) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut at = 0;
+    while at < lines.len() && lines[at].trim().is_empty() {
+        at += 1;
+    }
+    let mut meta = None;
+    if lines.get(at).map(|l| l.trim_end()) == Some("#!meta") {
+        let mut json = String::new();
+        at += 1;
+        while at < lines.len() && !lines[at].starts_with("#!") {
+            json.push_str(lines[at]);
+            json.push('\n');
+            at += 1;
         }
-    };
-    for line in text.lines() {
-        let marker = line.trim_end();
-        if let Some(name) = marker
+        meta = serde_json::from_str::<Value>(json.trim()).ok();
+    }
+    // Each name or alias, with the kernel it stands for.
+    let mut known: Vec<(String, String)> = DIB_KERNELS
+        .iter()
+        .map(|k| (k.to_string(), k.to_string()))
+        .collect();
+    if let Some(items) = meta
+        .as_ref()
+        .and_then(|m| m["kernelInfo"]["items"].as_array())
+    {
+        for item in items {
+            let Some(name) = item["name"].as_str() else {
+                continue;
+            };
+            known.push((name.to_string(), name.to_string()));
+            for alias in item["aliases"].as_array().into_iter().flatten() {
+                known.extend(alias.as_str().map(|a| (a.to_string(), name.to_string())));
+            }
+        }
+    }
+    let mut cells: Vec<DibCell> = Vec::new();
+    for (i, line) in lines.iter().enumerate().skip(at) {
+        let kernel = line
+            .trim_end()
             .strip_prefix("#!")
-            .filter(|n| !n.is_empty() && !n.contains(' '))
-        {
-            flush(&kernel, &mut body, &mut imported);
-            kernel = Some(name.to_string());
+            .and_then(|n| known.iter().find(|(k, _)| k == n))
+            .map(|(_, kernel)| kernel.clone());
+        if let Some(kernel) = kernel {
+            cells.push(DibCell {
+                kernel,
+                text: String::new(),
+                line: i + 2,
+            });
             continue;
         }
-        body.push_str(line);
-        body.push('\n');
+        if let Some(cell) = cells.last_mut() {
+            if cell.text.is_empty() && line.trim().is_empty() {
+                // Blank lines before the text: its first line comes later.
+                cell.line += 1;
+                continue;
+            }
+            cell.text.push_str(line);
+            cell.text.push('\n');
+        }
     }
-    flush(&kernel, &mut body, &mut imported);
-    imported
+    for cell in &mut cells {
+        cell.text = cell.text.trim_end_matches('\n').to_string();
+    }
+    (meta, cells)
+}
+
+/// What a `.dib` import adds to the front matter, and says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DibImport {
+    pub cells: Vec<Imported>,
+    /// `#!set --name X --value @input:"..."`: (X, prompt).
+    pub params: Vec<(String, String)>,
+    /// `#!set --name X --value @password:"..."`.
+    pub secrets: Vec<String>,
+    /// Each magic with no runbook meaning, once: (line, magic).
+    pub reported: Vec<(usize, String)>,
+}
+
+/// Reads a Polyglot Notebook `.dib` written by anyone: `#!markdown` prose,
+/// `#!<kernel>` code. `#!set ... @input:`/`@password:` become params and
+/// secrets (in a pwsh cell the line becomes `$X = $env:X`, since runbook
+/// passes values through the environment); other magics stay and are
+/// reported.
+pub fn from_dib(text: &str) -> DibImport {
+    let (_, cells) = parse_dib(text);
+    let mut import = DibImport::default();
+    let mut seen = Vec::new();
+    for cell in cells {
+        if cell.text.trim().is_empty() {
+            continue;
+        }
+        let lang = language(&cell.kernel);
+        if lang == "markdown" || lang == "md" {
+            import
+                .cells
+                .push(Imported::Markdown(format!("{}\n", cell.text)));
+            continue;
+        }
+        let mut source = String::new();
+        for (offset, line) in cell.text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if let Some(magic) = trimmed.strip_prefix("#!") {
+                if let Some((name, value)) = set_magic(magic) {
+                    match value {
+                        SetValue::Input(prompt) => import.params.push((name.clone(), prompt)),
+                        SetValue::Password => import.secrets.push(name.clone()),
+                    }
+                    if lang == "pwsh" {
+                        source.push_str(&format!("${name} = $env:{name}\n"));
+                    }
+                    continue;
+                }
+                let word = magic.split_whitespace().next().unwrap_or("").to_string();
+                if !seen.contains(&word) {
+                    seen.push(word);
+                    import
+                        .reported
+                        .push((cell.line + offset, format!("#!{magic}")));
+                }
+            }
+            source.push_str(line);
+            source.push('\n');
+        }
+        import.cells.push(Imported::Code {
+            lang,
+            source,
+            output: None,
+        });
+    }
+    import
+}
+
+enum SetValue {
+    Input(String),
+    Password,
+}
+
+/// `set --name X --value @input:"prompt"` (or `@password:`).
+fn set_magic(magic: &str) -> Option<(String, SetValue)> {
+    let words = shell_words::split(magic).ok()?;
+    if words.first().map(String::as_str) != Some("set") {
+        return None;
+    }
+    let value_of = |flag: &str| {
+        words
+            .iter()
+            .position(|w| w == flag)
+            .and_then(|i| words.get(i + 1))
+            .cloned()
+    };
+    let name = value_of("--name")?;
+    if !crate::parser::is_variable_name(&name) {
+        return None;
+    }
+    let value = value_of("--value")?;
+    if let Some(prompt) = value.strip_prefix("@input:") {
+        Some((name, SetValue::Input(prompt.trim_matches('"').to_string())))
+    } else if value.starts_with("@password:") {
+        Some((name, SetValue::Password))
+    } else {
+        None
+    }
+}
+
+/// A `.dib` that runbook exported, back as the runbook: the pieces its
+/// header keeps, each exactly as it was unless the file changed it.
+/// `None` when the file did not come from runbook.
+pub fn dib_to_runbook(text: &str) -> Option<String> {
+    let (meta, cells) = parse_dib(text);
+    let kept = &meta?[KEY];
+    let head = kept["head"].as_str()?.to_string();
+    let pieces: Vec<Piece> = serde_json::from_value(kept["pieces"].clone()).ok()?;
+    let mut cells = cells
+        .into_iter()
+        .filter(|c| !c.text.trim().is_empty())
+        .peekable();
+    let mut edited = Vec::new();
+    let mut aligned = true;
+    for piece in pieces {
+        let shown = match &piece {
+            Piece::Prose { raw } => pieces::prose_text(raw).to_string(),
+            Piece::Code(code) => code.code.clone(),
+        };
+        if shown.trim().is_empty() {
+            if let Piece::Prose { raw } = piece {
+                edited.push(Edited::Prose {
+                    kept: Some(raw),
+                    text: String::new(),
+                });
+            }
+            continue;
+        }
+        let is_markdown = |c: &DibCell| matches!(c.kernel.as_str(), "markdown" | "md");
+        match (piece, cells.peek()) {
+            (Piece::Prose { raw }, Some(cell)) if aligned && is_markdown(cell) => {
+                let cell = cells.next().expect("peeked");
+                edited.push(Edited::Prose {
+                    kept: Some(raw),
+                    text: cell.text,
+                });
+            }
+            (Piece::Code(code), Some(cell)) if aligned && !is_markdown(cell) => {
+                let cell = cells.next().expect("peeked");
+                // A .dib holds no outputs: the recorded one stays while the
+                // code does.
+                let output = (cell.text == code.code)
+                    .then(|| code.output.clone())
+                    .flatten();
+                edited.push(Edited::Code {
+                    info: code.info.clone(),
+                    kept: Some(code),
+                    code: cell.text,
+                    output,
+                });
+            }
+            _ => aligned = false,
+        }
+    }
+    for cell in cells {
+        edited.push(match cell.kernel.as_str() {
+            "markdown" | "md" => Edited::Prose {
+                kept: None,
+                text: cell.text,
+            },
+            kernel => Edited::Code {
+                kept: None,
+                info: language(kernel),
+                code: cell.text,
+                output: None,
+            },
+        });
+    }
+    Some(pieces::join(&head, &edited))
+}
+
+/// Whether a path names a notebook rather than a runbook.
+pub fn is_notebook(path: &std::path::Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("ipynb") | Some("dib")
+    )
+}
+
+/// Reads a notebook file as runbook text, with what the import has to say.
+pub fn read(path: &std::path::Path) -> crate::error::Result<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::error::Error::io(path, e))?;
+    let dib = path.extension().is_some_and(|e| e == "dib");
+    import(&text, dib).map_err(|e| crate::error::Error::Usage(format!("{}: {e}", path.display())))
+}
+
+/// A notebook (`.ipynb`, or `.dib` when `dib`) as runbook text, with what
+/// the import has to say (magics it could not translate).
+pub fn import(text: &str, dib: bool) -> Result<(String, Vec<String>), String> {
+    if dib {
+        if let Some(markdown) = dib_to_runbook(text) {
+            return Ok((markdown, Vec::new()));
+        }
+        let import = from_dib(text);
+        let notes = import
+            .reported
+            .iter()
+            .map(|(line, magic)| {
+                format!("line {line}: `{magic}` has no meaning in a runbook; it stays in its cell")
+            })
+            .collect();
+        let mut markdown = String::new();
+        if !import.params.is_empty() || !import.secrets.is_empty() {
+            markdown.push_str("---\nrunbook:\n");
+            if !import.params.is_empty() {
+                markdown.push_str("  params:\n");
+                for (name, prompt) in &import.params {
+                    let prompt = serde_json::Value::from(prompt.as_str());
+                    markdown.push_str(&format!("    {name}: \"\"  # asked for: {prompt}\n"));
+                }
+            }
+            if !import.secrets.is_empty() {
+                markdown.push_str(&format!("  secrets: [{}]\n", import.secrets.join(", ")));
+            }
+            markdown.push_str("---\n");
+        }
+        markdown.push_str(&to_markdown(&import.cells));
+        return Ok((markdown, notes));
+    }
+    let notebook: Value =
+        serde_json::from_str(text).map_err(|e| format!("not a Jupyter notebook: {e}"))?;
+    if let Some(markdown) = ipynb_to_runbook(&notebook) {
+        return Ok((markdown, Vec::new()));
+    }
+    Ok((to_markdown(&from_ipynb(text)?), Vec::new()))
 }
 
 /// The runbook text for imported cells.
@@ -217,55 +505,255 @@ fn lines(text: &str) -> Value {
     Value::Array(text.split_inclusive('\n').map(Value::from).collect())
 }
 
+/// How a notebook should name a runbook's kernels: a Jupyter bash kernel
+/// when every cell is shell, python3 when every cell is Python, and
+/// Polyglot Notebooks' kernel info when PowerShell is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Bash,
+    Python,
+    Polyglot,
+}
+
+fn flavour(runbook: &Runbook) -> Flavour {
+    let interpreters: Vec<Interpreter> = runbook
+        .cells
+        .iter()
+        .filter_map(|c| c.interpreter())
+        .collect();
+    if interpreters.contains(&Interpreter::Pwsh) {
+        Flavour::Polyglot
+    } else if !interpreters.is_empty() && interpreters.iter().all(|i| *i == Interpreter::Python) {
+        Flavour::Python
+    } else {
+        Flavour::Bash
+    }
+}
+
+/// The kernel name a cell of `lang` has in a notebook.
+fn kernel_name(lang: &str) -> &'static str {
+    match crate::document::interpreter_for(lang, Interpreter::Bash) {
+        Some(Interpreter::Pwsh) => "pwsh",
+        Some(Interpreter::Python) => "python",
+        Some(Interpreter::Sh) => "sh",
+        Some(Interpreter::Zsh) => "zsh",
+        _ => "bash",
+    }
+}
+
+/// The metadata key runbook keeps its pieces under.
+const KEY: &str = "runbook";
+
 /// A runbook as a Jupyter notebook: prose between cells becomes markdown
 /// cells; code cells keep their recorded output; file cells stay prose.
+/// Each cell keeps its exact bytes in its metadata, and the front matter
+/// is kept in the notebook's, so importing it gives the runbook back.
 pub fn to_ipynb(source: &str, runbook: &Runbook) -> Value {
+    let cut = pieces::cut(source, runbook);
     let mut cells = Vec::new();
-    let mut cursor = runbook.front_matter.as_ref().map_or(0, |r| r.end);
-    let prose = |from: usize, to: usize, cells: &mut Vec<Value>| {
-        let text = source[from.min(to)..to].trim_matches(['\n', '\r', '\u{feff}']);
-        if !text.trim().is_empty() {
-            let id = format!("prose-{}", cells.len() + 1);
-            cells.push(
-                json!({"cell_type": "markdown", "id": id, "metadata": {}, "source": lines(text)}),
-            );
+    let mut before: Option<String> = None;
+    for piece in &cut.pieces {
+        match piece {
+            Piece::Prose { raw } if pieces::prose_text(raw).trim().is_empty() => {
+                before = Some(raw.clone());
+            }
+            Piece::Prose { raw } => {
+                let id = format!("prose-{}", cells.len() + 1);
+                cells.push(json!({
+                    "cell_type": "markdown",
+                    "id": id,
+                    "metadata": {KEY: {"raw": raw}},
+                    "source": lines(pieces::prose_text(raw)),
+                }));
+            }
+            Piece::Code(code) => {
+                let outputs: Vec<Value> = code
+                    .output
+                    .iter()
+                    .filter(|o| !o.text.is_empty())
+                    .map(|o| json!({"output_type": "stream", "name": "stdout", "text": lines(&format!("{}\n", o.text))}))
+                    .collect();
+                let mut keep = json!({"piece": code});
+                if let Some(raw) = before.take() {
+                    keep["before"] = Value::from(raw);
+                }
+                cells.push(json!({
+                    "cell_type": "code",
+                    "execution_count": null,
+                    "id": cell_id(&code.name, cells.len()),
+                    "metadata": {
+                        "polyglot_notebook": {"kernelName": kernel_name(&code.lang)},
+                        KEY: keep,
+                    },
+                    "outputs": outputs,
+                    "source": lines(&code.code),
+                }));
+            }
         }
-    };
-    for cell in &runbook.cells {
-        if let CellKind::File { .. } = cell.kind {
-            continue;
-        }
-        let start = source[..cell.span.start].rfind('\n').map_or(0, |i| i + 1);
-        prose(cursor, start, &mut cells);
-        let outputs: Vec<Value> = cell
-            .output
-            .iter()
-            .filter(|o| !o.text.is_empty())
-            .map(|o| json!({"output_type": "stream", "name": "stdout", "text": lines(&format!("{}\n", o.text))}))
-            .collect();
-        cells.push(json!({
-            "cell_type": "code",
-            "execution_count": null,
-            "id": cell.name(),
-            "metadata": {
-                "polyglot_notebook": {"kernelName": cell.interpreter().map_or("bash", |i| i.program())},
-                "runbook": {"lang": cell.lang, "info": source[cell.info_span.clone()].trim()},
-            },
-            "outputs": outputs,
-            "source": lines(cell.body.strip_suffix('\n').unwrap_or(&cell.body)),
-        }));
-        cursor = cell.output.as_ref().map_or(cell.insert_at, |o| o.span.end);
     }
-    prose(cursor, source.len(), &mut cells);
+    let mut metadata = match flavour(runbook) {
+        Flavour::Bash => json!({
+            "kernelspec": {"display_name": "Bash", "language": "bash", "name": "bash"},
+            "language_info": {"name": "bash", "file_extension": ".sh", "mimetype": "text/x-sh"},
+        }),
+        Flavour::Python => json!({
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        }),
+        Flavour::Polyglot => json!({
+            "kernelspec": {"display_name": ".NET (PowerShell)", "language": "PowerShell", "name": ".net-pwsh"},
+            "language_info": {"name": "polyglot-notebook"},
+            "polyglot_notebook": {"kernelInfo": kernel_info(runbook)},
+        }),
+    };
+    metadata[KEY] = json!({"version": 1, "head": cut.head, "tail": before});
     json!({
         "cells": cells,
-        "metadata": {
-            "kernelspec": {"display_name": "Bash", "language": "bash", "name": "bash"},
-            "language_info": {"name": "bash"}
-        },
+        "metadata": metadata,
         "nbformat": 4,
         "nbformat_minor": 5
     })
+}
+
+/// A notebook cell id: the cell's id when it is one Jupyter accepts
+/// (1 to 64 of `[A-Za-z0-9-_]`), else one made from its position.
+fn cell_id(name: &str, position: usize) -> String {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid && name.parse::<usize>().is_err() {
+        name.to_string()
+    } else {
+        format!("cell-{}", position + 1)
+    }
+}
+
+/// Polyglot Notebooks' `kernelInfo`: the default kernel and every kernel
+/// the runbook's cells use.
+fn kernel_info(runbook: &Runbook) -> Value {
+    let mut names: Vec<&str> = runbook
+        .cells
+        .iter()
+        .filter(|c| c.interpreter().is_some())
+        .map(|c| kernel_name(&c.lang))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let default = if names.contains(&"pwsh") {
+        "pwsh"
+    } else {
+        names.first().copied().unwrap_or("pwsh")
+    };
+    let items: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let language = match *name {
+                "pwsh" => "PowerShell",
+                "python" => "Python",
+                other => other,
+            };
+            json!({"name": name, "languageName": language, "aliases": []})
+        })
+        .chain(std::iter::once(
+            json!({"name": "markdown", "languageName": "Markdown", "aliases": ["md"]}),
+        ))
+        .collect();
+    json!({"defaultKernelName": default, "items": items})
+}
+
+/// A runbook as a Polyglot Notebook `.dib`: a `#!meta` header with the
+/// kernel info (and the runbook's pieces, so importing it gives the
+/// runbook back), then `#!markdown` and `#!<kernel>` cells. A `.dib`
+/// holds no outputs; the recorded ones travel in the header.
+pub fn to_dib(source: &str, runbook: &Runbook) -> String {
+    let cut = pieces::cut(source, runbook);
+    let meta = json!({
+        "kernelInfo": kernel_info(runbook),
+        KEY: {"version": 1, "head": cut.head, "pieces": cut.pieces},
+    });
+    let mut out = format!(
+        "#!meta\n\n{}\n",
+        serde_json::to_string(&meta).expect("serialises")
+    );
+    for piece in &cut.pieces {
+        let (kernel, text) = match piece {
+            Piece::Prose { raw } => ("markdown", pieces::prose_text(raw)),
+            Piece::Code(code) => (kernel_name(&code.lang), code.code.as_str()),
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n#!{kernel}\n\n{text}\n"));
+    }
+    out
+}
+
+/// A notebook that runbook exported, back as the runbook: each piece
+/// exactly as it was, unless the notebook changed it. `None` when the
+/// notebook did not come from runbook.
+pub fn ipynb_to_runbook(notebook: &Value) -> Option<String> {
+    let kept = notebook["metadata"][KEY].as_object()?;
+    let head = kept.get("head")?.as_str()?.to_string();
+    let mut edited = Vec::new();
+    for cell in notebook["cells"].as_array()? {
+        let source = text(&cell["source"]);
+        let keep = &cell["metadata"][KEY];
+        match cell["cell_type"].as_str() {
+            Some("markdown") | Some("raw") => edited.push(Edited::Prose {
+                kept: keep["raw"].as_str().map(str::to_string),
+                text: source,
+            }),
+            Some("code") => {
+                if let Some(before) = keep["before"].as_str() {
+                    edited.push(Edited::Prose {
+                        kept: Some(before.to_string()),
+                        text: String::new(),
+                    });
+                }
+                let piece: Option<CodePiece> = serde_json::from_value(keep["piece"].clone()).ok();
+                let output = outputs(&cell["outputs"]).map(|o| OutputText {
+                    text: o.text,
+                    exit: o.exit,
+                });
+                // An output the notebook shows as recorded keeps its exit status.
+                let output = match (&piece, output) {
+                    (Some(p), Some(o)) if p.output.as_ref().is_some_and(|k| k.text == o.text) => {
+                        p.output.clone()
+                    }
+                    (Some(p), None) if p.output.as_ref().is_some_and(|k| k.text.is_empty()) => {
+                        p.output.clone()
+                    }
+                    (_, other) => other,
+                };
+                let info = piece
+                    .as_ref()
+                    .map_or_else(|| language(cell_kernel(cell, "bash")), |p| p.info.clone());
+                edited.push(Edited::Code {
+                    kept: piece,
+                    info,
+                    code: source.strip_suffix('\n').unwrap_or(&source).to_string(),
+                    output,
+                });
+            }
+            _ => {}
+        }
+    }
+    if let Some(tail) = kept.get("tail").and_then(Value::as_str) {
+        edited.push(Edited::Prose {
+            kept: Some(tail.to_string()),
+            text: String::new(),
+        });
+    }
+    Some(pieces::join(&head, &edited))
+}
+
+fn cell_kernel<'a>(cell: &'a Value, default: &'a str) -> &'a str {
+    cell["metadata"]["polyglot_notebook"]["kernelName"]
+        .as_str()
+        .or_else(|| cell["metadata"]["dotnet_interactive"]["language"].as_str())
+        .unwrap_or(default)
 }
 
 #[cfg(test)]
@@ -291,7 +779,7 @@ mod tests {
     fn imports_polyglot_dib() {
         let dib = "#!meta\n\n{\"kernelInfo\":{\"defaultKernelName\":\"pwsh\"}}\n\n#!markdown\n\n# Title\n\nSome text.\n\n#!pwsh\n\nGet-AzContext\n\n#!csharp\n\nConsole.WriteLine(1);\n";
         assert_eq!(
-            to_markdown(&from_dib(dib)),
+            to_markdown(&from_dib(dib).cells),
             "# Title\n\nSome text.\n\n```pwsh\nGet-AzContext\n```\n\n```csharp\nConsole.WriteLine(1);\n```\n"
         );
     }

@@ -29,7 +29,41 @@ use crate::terminal::Terminal;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
 pub fn run(args: &RunArgs) -> Result<i32> {
+    if crate::notebook::is_notebook(&args.file) {
+        return run_notebook(args);
+    }
     let loaded = load(&args.file)?;
+    run_loaded(loaded, args)
+}
+
+/// Runs a notebook (`.ipynb`, `.dib`) directly: imported in memory, and
+/// the executed runbook written to `--output`, or beside the notebook as
+/// `NAME.ipynb.md` (never over the notebook or a runbook of the same name).
+fn run_notebook(args: &RunArgs) -> Result<i32> {
+    let (markdown, notes) = crate::notebook::read(&args.file)?;
+    for note in notes {
+        crate::say_line!("{}: {note}", args.file.display());
+    }
+    let runbook = crate::parser::parse(&markdown).map_err(|diagnostics| Error::Document {
+        path: args.file.display().to_string(),
+        source_text: markdown.clone(),
+        diagnostics,
+    })?;
+    let mut args = args.clone();
+    if args.output.is_none() && !args.no_write {
+        let mut beside = args.file.clone().into_os_string();
+        beside.push(".md");
+        args.output = Some(beside.into());
+    }
+    let loaded = Loaded {
+        path: args.file.clone(),
+        source: markdown,
+        runbook,
+    };
+    run_loaded(loaded, &args)
+}
+
+fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     check_targets(&loaded, args)?;
     let state_path = state::path_for(&loaded.path);
     let mut state = state::load_for(&loaded.path).map_err(Error::Usage)?;
@@ -72,7 +106,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         Some(i) if i.mode == Mode::Replay => i.tools.clone(),
         _ => Vec::new(),
     };
-    diagnostics.extend(preflight(&loaded, &cells, args.yes, &intercepted));
+    // A dry run starts nothing, so it needs no interpreter or tool.
+    if !args.dry_run {
+        diagnostics.extend(preflight(&loaded, &cells, args.yes, &intercepted));
+    }
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
         diagnostics.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {

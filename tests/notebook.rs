@@ -21,7 +21,7 @@ fn a_jupyter_notebook_becomes_a_runbook_that_runs() {
         .run(&["import", "check.ipynb", "-o", "check.md"])
         .code(0);
     assert!(
-        run.stderr.contains("wrote check.md (3 cells)"),
+        run.stderr.contains("wrote check.md (2 cells)"),
         "{}",
         run.stderr
     );
@@ -78,16 +78,12 @@ fn export_to_ipynb_and_back_keeps_cells_and_outputs() {
     );
     assert_eq!(
         notebook["cells"][3]["metadata"]["polyglot_notebook"]["kernelName"],
-        "python3"
+        "python"
     );
     assert_eq!(notebook["cells"][4]["source"], serde_json::json!(["End."]));
     test.run(&["import", "demo.ipynb", "-o", "back.md"]).code(0);
-    let back = test.read("back.md");
-    assert!(
-        back.contains("```bash\necho one\n```\n```output\none\n```"),
-        "{back}"
-    );
-    assert!(back.contains("```python\nprint(2)\n```"), "{back}");
+    // Byte for byte: front matter, info strings, the list's indent, outputs.
+    assert_eq!(test.read("back.md"), doc);
 }
 
 #[test]
@@ -117,4 +113,115 @@ fn export_to_github_actions() {
     );
     assert_eq!(run_step["env"]["INPUT_ENV"], "${{ inputs.ENV }}");
     assert_eq!(steps.last().unwrap()["uses"], "actions/upload-artifact@v4");
+}
+
+/// Every runbook in the repository, and some hard cases, through a
+/// notebook and back: the same bytes.
+#[test]
+fn md_to_ipynb_and_dib_and_back_is_lossless() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let test = Test::new();
+    let mut docs: Vec<(String, String)> = std::fs::read_dir(root.join("runbooks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    docs.push((
+        "hard.md".into(),
+        "\u{feff}---\nrunbook:\n  params:\n    A: \"1\"\n---\n\n```bash {#one capture=X timeout=2m}\necho one\n```\n\n```output\none\n```\n\n\n> ```sh {skip}\n> false\n> ```\n> ```output {exit=1}\n> no\n> ```\n\n```yaml {file=x.yaml}\na: {{ A }}\n```\n\n````az {#two continue-on-error}\naz group show -n x\n````\n```output {exit=3 literal}\n...\n```\ntail without newline".into(),
+    ));
+    docs.push((
+        "crlf.md".into(),
+        "# T\r\n\r\n```bash\r\necho hi\r\n```\r\n```output\r\nhi\r\n```\r\n".into(),
+    ));
+    assert!(docs.len() >= 4);
+    for (name, doc) in &docs {
+        test.write(name, doc);
+        for format in ["ipynb", "dib"] {
+            let notebook = format!("{name}.{format}");
+            let back = format!("{name}.{format}.back.md");
+            test.run(&["export", name, "--to", format, "-o", &notebook])
+                .code(0);
+            test.run(&["import", &notebook, "-o", &back, "--force"])
+                .code(0);
+            assert_eq!(&test.read(&back), doc, "{name} through {format}");
+        }
+    }
+}
+
+#[test]
+fn a_notebook_edited_elsewhere_comes_back_with_its_edits() {
+    let test = Test::new();
+    let doc = "# Demo\n\n```bash {#one}\necho one\n```\n```output\none\n```\n\nMiddle.\n\n```bash {#two timeout=1m}\necho two\n```\n";
+    test.write("demo.md", doc);
+    test.run(&["export", "demo.md", "--to", "ipynb", "-o", "demo.ipynb"])
+        .code(0);
+    let mut notebook: serde_json::Value = serde_json::from_str(&test.read("demo.ipynb")).unwrap();
+    // Edited in Jupyter: the second cell's code and the middle prose.
+    notebook["cells"][2]["source"] = serde_json::json!(["Middle, edited."]);
+    notebook["cells"][3]["source"] = serde_json::json!(["echo TWO"]);
+    test.write("demo.ipynb", &notebook.to_string());
+    test.run(&["import", "demo.ipynb", "-o", "back.md"]).code(0);
+    assert_eq!(
+        test.read("back.md"),
+        "# Demo\n\n```bash {#one}\necho one\n```\n```output\none\n```\n\nMiddle, edited.\n\n```bash {#two timeout=1m}\necho TWO\n```\n"
+    );
+}
+
+#[test]
+fn a_dib_follows_the_format_magics_stay_and_set_becomes_params() {
+    let test = Test::new();
+    test.write(
+        "lab.dib",
+        "#!meta\n\n{\"kernelInfo\":{\"defaultKernelName\":\"pwsh\",\"items\":[{\"name\":\"pwsh\",\"aliases\":[\"ps\"]}]}}\n\n#!markdown\n\n# Lab\n\n#!pwsh\n\n#!time\n#!set --name RG --value @input:\"Resource group?\"\n#!set --name TOKEN --value @password:\"Token\"\nWrite-Output $RG\n\n#!ps\n\n#!about\n#!time\nGet-Date\n",
+    );
+    let run = test.run(&["import", "lab.dib", "-o", "lab.md"]).code(0);
+    // Each magic is reported once, with its line.
+    assert!(
+        run.stderr
+            .contains("lab.dib: line 11: `#!time` has no meaning in a runbook"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("`#!about`"), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("#!time").count(), 1, "{}", run.stderr);
+    let doc = test.read("lab.md");
+    assert_eq!(
+        doc,
+        "---\nrunbook:\n  params:\n    RG: \"\"  # asked for: \"Resource group?\"\n  secrets: [TOKEN]\n---\n# Lab\n\n```pwsh\n#!time\n$RG = $env:RG\n$TOKEN = $env:TOKEN\nWrite-Output $RG\n```\n\n```pwsh\n#!about\n#!time\nGet-Date\n```\n"
+    );
+}
+
+#[test]
+fn a_notebook_runs_directly() {
+    let test = Test::new();
+    test.write("check.ipynb", JUPYTER);
+    let run = test.run(&["run", "check.ipynb"]).code(0);
+    assert!(
+        run.stderr
+            .contains("executed document written to check.ipynb.md"),
+        "{}",
+        run.stderr
+    );
+    assert!(test
+        .read("check.ipynb.md")
+        .ends_with("```bash\necho \"again $NAME\"\n```\n```output\nagain world\n```\n"));
+    // The notebook itself is left alone.
+    assert_eq!(test.read("check.ipynb"), JUPYTER);
+}
+
+#[test]
+fn a_dry_run_needs_no_interpreter() {
+    let test = Test::new();
+    test.write("doc.md", "```pwsh\nWrite-Output hi\n```\n");
+    let run = test
+        .run_env(&["run", "doc.md", "--dry-run"], &[("PATH", "/nonexistent")])
+        .code(0);
+    assert!(run.stdout.contains("Write-Output hi"), "{}", run.stdout);
 }
