@@ -551,6 +551,9 @@ const KEY: &str = "runbook";
 pub fn to_ipynb(source: &str, runbook: &Runbook) -> Value {
     let cut = pieces::cut(source, runbook);
     let mut cells = Vec::new();
+    if let Some(parameters) = parameters_cell(runbook) {
+        cells.push(parameters);
+    }
     let mut before: Option<String> = None;
     for piece in &cut.pieces {
         match piece {
@@ -613,6 +616,33 @@ pub fn to_ipynb(source: &str, runbook: &Runbook) -> Value {
         "nbformat": 4,
         "nbformat_minor": 5
     })
+}
+
+/// For a shell notebook, a first cell that exports the front matter's
+/// params (defaults rendered), tagged `parameters` so papermill can
+/// override them: cells run by a Jupyter kernel see the same variables as
+/// under runbook. Importing the notebook leaves it out again.
+fn parameters_cell(runbook: &Runbook) -> Option<Value> {
+    if flavour(runbook) != Flavour::Bash || runbook.settings.params.is_empty() {
+        return None;
+    }
+    let vars = crate::vars::initial(&runbook.settings, &crate::vars::Overrides::default()).ok()?;
+    let mut code = String::new();
+    for (name, _) in &runbook.settings.params {
+        let value = vars.get(name).map(|v| v.env_text()).unwrap_or_default();
+        code.push_str(&format!(
+            "export {name}={}\n",
+            crate::template::shell_quote(&value)
+        ));
+    }
+    Some(json!({
+        "cell_type": "code",
+        "execution_count": null,
+        "id": "runbook-parameters",
+        "metadata": {"tags": ["parameters"], KEY: {"parameters": true}},
+        "outputs": [],
+        "source": lines(code.trim_end()),
+    }))
 }
 
 /// A notebook cell id: the cell's id when it is one Jupyter accepts
@@ -700,6 +730,9 @@ pub fn ipynb_to_runbook(notebook: &Value) -> Option<String> {
     for cell in notebook["cells"].as_array()? {
         let source = text(&cell["source"]);
         let keep = &cell["metadata"][KEY];
+        if keep["parameters"].as_bool() == Some(true) {
+            continue;
+        }
         match cell["cell_type"].as_str() {
             Some("markdown") | Some("raw") => edited.push(Edited::Prose {
                 kept: keep["raw"].as_str().map(str::to_string),

@@ -7,30 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::Test;
+use crate::support::{lab_tool as tool, Test};
 
 /// The Kubernetes version the lab's cluster runs.
 const KUBERNETES_VERSION: &str = "1.33";
 
 /// Kinds that are custom resources, with no schema in Kubernetes itself.
 const CUSTOM_KINDS: [&str; 1] = ["ClusterIssuer"];
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let folder = std::env::var_os("RUNBOOK_LAB_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/lab-tools"));
-    let path = folder.join("bin").join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} is not installed (.ci/run installs it into target/lab-tools)",
-            path.display()
-        );
-        None
-    }
-}
 
 fn cassette() -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -11,6 +11,7 @@ mod lab;
 mod lab_tools;
 mod list;
 mod notebook;
+mod notebook_tools;
 mod quoting;
 mod replay;
 mod run;

@@ -142,3 +142,23 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 pub fn executable(path: &Path) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
+
+/// A program of the real tools `.ci/run` installs into `target/lab-tools`
+/// (or the folder `RUNBOOK_LAB_TOOLS` names); `None`, saying so, when it
+/// is not there.
+pub fn lab_tool(name: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let folder = std::env::var_os("RUNBOOK_LAB_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/lab-tools"));
+    let path = folder.join("bin").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} is not installed (.ci/run installs it into target/lab-tools)",
+            path.display()
+        );
+        None
+    }
+}
