@@ -122,13 +122,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     args.output.display()
                 )));
             }
-            let (markdown, notes) = notebook::read(&args.notebook)?;
-            for note in notes {
+            let read = notebook::read(&args.notebook)?;
+            for note in &read.notes {
                 eprintln!("{}: {note}", args.notebook.display());
             }
-            atomic::write(&args.output, markdown.as_bytes())
+            notebook::write_files(&read.files, paths::folder_of(&args.output))?;
+            atomic::write(&args.output, read.markdown.as_bytes())
                 .map_err(|e| error::Error::io(&args.output, e))?;
-            let cells = parser::parse(&markdown).map_or(0, |r| r.cells.len());
+            let cells = parser::parse(&read.markdown).map_or(0, |r| r.cells.len());
             let plural = if cells == 1 { "" } else { "s" };
             eprintln!("wrote {} ({cells} cell{plural})", args.output.display());
             Ok(0)

@@ -15,6 +15,8 @@ pub enum Imported {
         lang: String,
         source: String,
         output: Option<Output>,
+        /// Images the cell displayed: (file extension, bytes).
+        images: Vec<(String, Vec<u8>)>,
     },
 }
 
@@ -70,12 +72,40 @@ pub fn from_ipynb(json_text: &str) -> Result<Vec<Imported>, String> {
                     lang: language(&kernel),
                     source,
                     output: outputs(&cell["outputs"]),
+                    images: images(&cell["outputs"]),
                 });
             }
             _ => {}
         }
     }
     Ok(imported)
+}
+
+/// The images a cell displayed, decoded: (file extension, bytes).
+fn images(outputs: &Value) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let mut found = Vec::new();
+    for output in outputs.as_array().into_iter().flatten() {
+        let data = &output["data"];
+        for (mime, ext) in [
+            ("image/png", "png"),
+            ("image/jpeg", "jpg"),
+            ("image/gif", "gif"),
+        ] {
+            let encoded: String = text(&data[mime]).split_whitespace().collect();
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes())
+            {
+                if !bytes.is_empty() {
+                    found.push((ext.to_string(), bytes));
+                }
+            }
+        }
+        let svg = text(&data["image/svg+xml"]);
+        if !svg.is_empty() {
+            found.push(("svg".to_string(), svg.into_bytes()));
+        }
+    }
+    found
 }
 
 /// The text a cell printed, as an output block.
@@ -86,10 +116,16 @@ fn outputs(outputs: &Value) -> Option<Output> {
         match output["output_type"].as_str() {
             Some("stream") => text.push_str(&self::text(&output["text"])),
             Some("execute_result") | Some("display_data") => {
-                let plain = self::text(&output["data"]["text/plain"]);
+                let data = &output["data"];
+                let plain = self::text(&data["text/plain"]);
                 text.push_str(&plain);
                 if !plain.is_empty() && !plain.ends_with('\n') {
                     text.push('\n');
+                }
+                // Rich output with no text form is noted, never dropped
+                // silently (images are written beside the runbook).
+                if plain.is_empty() && !data["text/html"].is_null() {
+                    text.push_str("[runbook: an HTML output with no text form was left out]\n");
                 }
             }
             Some("error") => {
@@ -289,6 +325,7 @@ pub fn from_dib(text: &str) -> DibImport {
             lang,
             source,
             output: None,
+            images: Vec::new(),
         });
     }
     import
@@ -406,18 +443,43 @@ pub fn is_notebook(path: &std::path::Path) -> bool {
 }
 
 /// Reads a notebook file as runbook text, with what the import has to say.
-pub fn read(path: &std::path::Path) -> crate::error::Result<(String, Vec<String>)> {
+pub fn read(path: &std::path::Path) -> crate::error::Result<Read> {
     let text = std::fs::read_to_string(path).map_err(|e| crate::error::Error::io(path, e))?;
     let dib = path.extension().is_some_and(|e| e == "dib");
-    import(&text, dib).map_err(|e| crate::error::Error::Usage(format!("{}: {e}", path.display())))
+    let stem = crate::paths::name_of(path);
+    import(&text, dib, &stem)
+        .map_err(|e| crate::error::Error::Usage(format!("{}: {e}", path.display())))
+}
+
+/// Writes an import's images into `folder`.
+pub fn write_files(files: &Files, folder: &std::path::Path) -> crate::error::Result<()> {
+    for (name, bytes) in files {
+        let path = folder.join(name);
+        crate::atomic::write(&path, bytes).map_err(|e| crate::error::Error::io(&path, e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// A notebook read as a runbook.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    pub markdown: String,
+    /// What the import has to say (magics it could not translate).
+    pub notes: Vec<String>,
+    /// Images to write beside the runbook, which links them.
+    pub files: Files,
 }
 
 /// A notebook (`.ipynb`, or `.dib` when `dib`) as runbook text, with what
 /// the import has to say (magics it could not translate).
-pub fn import(text: &str, dib: bool) -> Result<(String, Vec<String>), String> {
+pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
     if dib {
         if let Some(markdown) = dib_to_runbook(text) {
-            return Ok((markdown, Vec::new()));
+            return Ok(Read {
+                markdown,
+                ..Read::default()
+            });
         }
         let import = from_dib(text);
         let notes = import
@@ -443,19 +505,41 @@ pub fn import(text: &str, dib: bool) -> Result<(String, Vec<String>), String> {
             markdown.push_str("---\n");
         }
         markdown.push_str(&to_markdown(&import.cells));
-        return Ok((markdown, notes));
+        return Ok(Read {
+            markdown,
+            notes,
+            files: Vec::new(),
+        });
     }
     let notebook: Value =
         serde_json::from_str(text).map_err(|e| format!("not a Jupyter notebook: {e}"))?;
     if let Some(markdown) = ipynb_to_runbook(&notebook) {
-        return Ok((markdown, Vec::new()));
+        return Ok(Read {
+            markdown,
+            ..Read::default()
+        });
     }
-    Ok((to_markdown(&from_ipynb(text)?), Vec::new()))
+    let (markdown, files) = to_markdown_with_images(&from_ipynb(text)?, stem);
+    Ok(Read {
+        markdown,
+        notes: Vec::new(),
+        files,
+    })
 }
 
 /// The runbook text for imported cells.
 pub fn to_markdown(cells: &[Imported]) -> String {
+    to_markdown_with_images(cells, "notebook").0
+}
+
+/// Files an import writes beside the runbook: (file name, bytes).
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// The runbook text for imported cells, and the images they displayed,
+/// named `STEM-output-N.EXT` and linked under their cells.
+pub fn to_markdown_with_images(cells: &[Imported], stem: &str) -> (String, Files) {
     let mut parts = Vec::new();
+    let mut files = Vec::new();
     for cell in cells {
         match cell {
             Imported::Markdown(text) => {
@@ -465,6 +549,7 @@ pub fn to_markdown(cells: &[Imported]) -> String {
                 lang,
                 source,
                 output,
+                images,
             } => {
                 let source = source.strip_suffix('\n').unwrap_or(source);
                 let fence = fence_for(source);
@@ -474,10 +559,15 @@ pub fn to_markdown(cells: &[Imported]) -> String {
                     block.push_str(&render(output, "", "\n"));
                 }
                 parts.push(block);
+                for (ext, bytes) in images {
+                    let name = format!("{stem}-output-{}.{ext}", files.len() + 1);
+                    parts.push(format!("![output]({name})"));
+                    files.push((name, bytes.clone()));
+                }
             }
         }
     }
-    parts.join("\n\n") + "\n"
+    (parts.join("\n\n") + "\n", files)
 }
 
 /// A notebook's markdown, with every fenced block that would run (or be

@@ -40,10 +40,11 @@ pub fn run(args: &RunArgs) -> Result<i32> {
 /// the executed runbook written to `--output`, or beside the notebook as
 /// `NAME.ipynb.md` (never over the notebook or a runbook of the same name).
 fn run_notebook(args: &RunArgs) -> Result<i32> {
-    let (markdown, notes) = crate::notebook::read(&args.file)?;
-    for note in notes {
+    let read = crate::notebook::read(&args.file)?;
+    for note in &read.notes {
         crate::say_line!("{}: {note}", args.file.display());
     }
+    let markdown = read.markdown;
     let runbook = crate::parser::parse(&markdown).map_err(|diagnostics| Error::Document {
         path: args.file.display().to_string(),
         source_text: markdown.clone(),
@@ -54,6 +55,9 @@ fn run_notebook(args: &RunArgs) -> Result<i32> {
         let mut beside = args.file.clone().into_os_string();
         beside.push(".md");
         args.output = Some(beside.into());
+    }
+    if let Some(output) = &args.output {
+        crate::notebook::write_files(&read.files, crate::paths::folder_of(output))?;
     }
     let loaded = Loaded {
         path: args.file.clone(),

@@ -225,3 +225,43 @@ fn a_dry_run_needs_no_interpreter() {
         .code(0);
     assert!(run.stdout.contains("Write-Output hi"), "{}", run.stdout);
 }
+
+#[test]
+fn rich_outputs_are_written_beside_or_noted_never_dropped() {
+    let test = Test::new();
+    // A 1x1 PNG.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let notebook = serde_json::json!({
+        "metadata": {"kernelspec": {"name": "python3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": ["plot()"], "outputs": [
+                {"output_type": "display_data", "data": {"image/png": png, "text/plain": ["<Figure>"]}, "metadata": {}}
+            ]},
+            {"cell_type": "code", "metadata": {}, "source": ["table()"], "outputs": [
+                {"output_type": "display_data", "data": {"text/html": ["<table></table>"]}, "metadata": {}}
+            ]}
+        ]
+    });
+    test.write("plots.ipynb", &notebook.to_string());
+    let run = test
+        .run(&["import", "plots.ipynb", "-o", "plots.md"])
+        .code(0);
+    assert!(
+        run.stderr.contains("wrote ./plots-output-1.png")
+            || run.stderr.contains("plots-output-1.png"),
+        "{}",
+        run.stderr
+    );
+    let image = std::fs::read(test.path("plots-output-1.png")).unwrap();
+    assert!(image.starts_with(b"\x89PNG"));
+    let doc = test.read("plots.md");
+    assert!(
+        doc.contains("```output\n<Figure>\n```\n\n![output](plots-output-1.png)"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("[runbook: an HTML output with no text form was left out]"),
+        "{doc}"
+    );
+}
