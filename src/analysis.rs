@@ -40,6 +40,14 @@ pub fn uses(cell: &Cell, known: &BTreeSet<String>) -> BTreeSet<String> {
                 .filter(|n| known.contains(n)),
         );
     }
+    if cell.interpreter() == Some(crate::document::Interpreter::Pwsh) {
+        used.extend(
+            crate::pwsh::variables(&cell.body)
+                .env
+                .into_iter()
+                .filter(|n| known.contains(n)),
+        );
+    }
     used
 }
 

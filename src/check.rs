@@ -150,6 +150,11 @@ pub fn check(path: &Path) -> Report {
     report
         .diagnostics
         .extend(shell_variable_warnings(&loaded, &defined));
+    let mut known = crate::analysis::known_names(runbook);
+    known.extend(defined.iter().cloned());
+    report
+        .diagnostics
+        .extend(crate::pwsh::warnings(&loaded.source, runbook, &known));
     report.diagnostics.extend(syntax_errors(&loaded, &vars));
     report.tools = tools(&loaded);
     for tool in report

@@ -31,6 +31,7 @@ pub mod paths;
 pub mod pieces;
 pub mod preflight;
 pub mod procs;
+pub mod pwsh;
 pub mod quoting;
 pub mod recorder;
 pub mod run;
@@ -129,7 +130,23 @@ fn dispatch(cli: Cli) -> Result<i32> {
             notebook::write_files(&read.files, paths::folder_of(&args.output))?;
             atomic::write(&args.output, read.markdown.as_bytes())
                 .map_err(|e| error::Error::io(&args.output, e))?;
-            let cells = parser::parse(&read.markdown).map_or(0, |r| r.cells.len());
+            let parsed = parser::parse(&read.markdown).ok();
+            if let Some(runbook) = &parsed {
+                // What will not work as the notebook meant it (pwsh cells
+                // do not share variables), said now.
+                let known = analysis::known_names(runbook);
+                let warnings = pwsh::warnings(&read.markdown, runbook, &known);
+                eprint!(
+                    "{}",
+                    diagnostic::render_all(
+                        &warnings,
+                        &args.output.display().to_string(),
+                        &read.markdown,
+                        color_on_stderr()
+                    )
+                );
+            }
+            let cells = parsed.map_or(0, |r| r.cells.len());
             let plural = if cells == 1 { "" } else { "s" };
             eprintln!("wrote {} ({cells} cell{plural})", args.output.display());
             Ok(0)

@@ -265,3 +265,44 @@ fn rich_outputs_are_written_beside_or_noted_never_dropped() {
         "{doc}"
     );
 }
+
+#[test]
+fn pwsh_variables_are_read_and_what_cannot_work_is_said() {
+    let test = Test::new();
+    test.write(
+        "ps.md",
+        "---\nrunbook:\n  params:\n    DNS_RG: rg-dns\n---\n```pwsh {#set}\n$zone = Get-Zone -ResourceGroup $env:DNS_RG\n```\n\n```pwsh {#use}\nWrite-Output $zone\nWrite-Output $DNS_RG\n```\n",
+    );
+    let check = test.run(&["check", "ps.md"]);
+    assert!(
+        check
+            .stderr
+            .contains("$zone is assigned in pwsh cell set, but pwsh cells do not share a process"),
+        "{}",
+        check.stderr
+    );
+    assert!(
+        check.stderr.contains(
+            "$dns_rg in a pwsh cell is a PowerShell variable, not the runbook variable DNS_RG"
+        ),
+        "{}",
+        check.stderr
+    );
+    assert!(check.stderr.contains("ps.md:11:"), "{}", check.stderr);
+    // `list` sees what the pwsh cell reads from the environment.
+    let list = test.run(&["list", "ps.md", "--json"]).code(0);
+    let first: serde_json::Value =
+        serde_json::from_str(list.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["uses"], serde_json::json!(["DNS_RG"]));
+    // An imported notebook says the same.
+    test.write(
+        "lab.dib",
+        "#!pwsh\n\n$rg = 'x'\n\n#!pwsh\n\nWrite-Output $rg\n",
+    );
+    let import = test.run(&["import", "lab.dib", "-o", "lab.md"]).code(0);
+    assert!(
+        import.stderr.contains("$rg is assigned in pwsh cell 1"),
+        "{}",
+        import.stderr
+    );
+}
