@@ -29,7 +29,7 @@ pub enum Command {
     Test(TestArgs),
     /// Turn a Jupyter (.ipynb) or Polyglot (.dib) notebook into a runbook
     Import(ImportArgs),
-    /// Turn a runbook into a Jupyter notebook, a Polyglot .dib or a GitHub Actions workflow
+    /// Turn a runbook into a notebook (.ipynb, .dib) or a pipeline (GitHub Actions, Azure Pipelines)
     Export(ExportArgs),
 }
 
@@ -50,6 +50,7 @@ pub enum ExportFormat {
     Ipynb,
     Dib,
     GithubActions,
+    AzurePipelines,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +86,10 @@ pub struct TestArgs {
     /// Write the fresh outputs into the documents
     #[arg(long)]
     pub update: bool,
+    /// Test only share K of N of the files (stable: by a hash of each path),
+    /// so N CI runners split a documentation repository
+    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
+    pub partition: Option<(u32, u32)>,
     /// Test this many files at once (default: one per core)
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
@@ -163,4 +168,23 @@ pub struct ListArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// `K/N` with 1 <= K <= N.
+fn parse_partition(text: &str) -> Result<(u32, u32), String> {
+    let (k, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected K/N, such as 2/4, got `{text}`"))?;
+    let k: u32 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{k}` is not a number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("partition {k}/{n}: K must be from 1 to N"));
+    }
+    Ok((k, n))
 }

@@ -113,7 +113,26 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             };
-            let results = testing::test_files(&args.files, &options);
+            let files: Vec<std::path::PathBuf> = match args.partition {
+                Some(share) => {
+                    let mine: Vec<_> = args
+                        .files
+                        .iter()
+                        .filter(|f| testing::in_partition(f, share))
+                        .cloned()
+                        .collect();
+                    eprintln!(
+                        "partition {}/{}: {} of {} files",
+                        share.0,
+                        share.1,
+                        mine.len(),
+                        args.files.len()
+                    );
+                    mine
+                }
+                None => args.files.clone(),
+            };
+            let results = testing::test_files(&files, &options);
             Ok(testing::print(&results, &options))
         }
         Command::Import(args) => {
@@ -161,7 +180,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 cli::ExportFormat::Dib => notebook::to_dib(&loaded.source, &loaded.runbook),
                 cli::ExportFormat::GithubActions => {
                     let title = paths::name_of(&loaded.path);
-                    workflow::github_actions(&loaded.display(), &loaded.runbook, &title)
+                    workflow::github_actions(&loaded.path, &loaded.runbook, &title)
+                }
+                cli::ExportFormat::AzurePipelines => {
+                    workflow::azure_pipelines(&loaded.path, &loaded.runbook)
                 }
             };
             match &args.output {

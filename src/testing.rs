@@ -102,6 +102,15 @@ fn test_file(path: &Path, options: &Options) -> FileResult {
     result
 }
 
+/// Whether `path` falls in share `k` of `n` (1-based): a hash of the path
+/// as given, so every runner that is given the same list agrees.
+pub fn in_partition(path: &Path, (k, n): (u32, u32)) -> bool {
+    let text = path.to_string_lossy().replace('\\', "/");
+    let hash = crate::state::hash(&text);
+    let number = u64::from_str_radix(&hash[..15], 16).unwrap_or(0);
+    number % u64::from(n) == u64::from(k - 1)
+}
+
 /// Copies the runbook's folder, runs the copy with `--json`, and returns
 /// each cell's fresh result by index.
 fn run_in_scratch(loaded: &Loaded, options: &Options) -> Result<Vec<Option<Fresh>>, String> {

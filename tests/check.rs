@@ -214,3 +214,36 @@ fn the_projects_own_runbooks_check_and_test_clean() {
     let run = test.run(&args);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+#[test]
+fn partitions_split_the_files_stably_and_cover_each_once() {
+    let test = Test::new();
+    let mut files = Vec::new();
+    for i in 0..12 {
+        let name = format!("d{i}/doc.md");
+        test.write(
+            &name,
+            &format!("```bash\necho {i}\n```\n```output\n{i}\n```\n"),
+        );
+        files.push(name);
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for k in 1..=4 {
+        let share = format!("{k}/4");
+        let mut args = vec!["test", "--partition", &share];
+        args.extend(files.iter().map(String::as_str));
+        let run = test.run(&args).code(0);
+        for line in run.stdout.lines().filter_map(|l| l.strip_prefix("test ")) {
+            *seen.entry(line.to_string()).or_insert(0) += 1;
+        }
+        // The same share again: the same files.
+        let again = test.run(&args).code(0);
+        assert_eq!(run.stdout, again.stdout);
+    }
+    assert_eq!(seen.len(), 12, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    test.run(&["test", "--partition", "5/4", "d0/doc.md"])
+        .code(2);
+    test.run(&["test", "--partition", "0/4", "d0/doc.md"])
+        .code(2);
+}

@@ -104,7 +104,10 @@ fn export_to_github_actions() {
         "a templated param follows its inputs"
     );
     let job = &workflow["jobs"]["runbook"];
-    assert_eq!(job["env"]["TOKEN"], "${{ secrets.TOKEN }}");
+    assert!(
+        job.get("env").is_none(),
+        "secrets go to the one step that needs them"
+    );
     let steps = job["steps"].as_sequence().unwrap();
     let run_step = steps.iter().find(|s| s["name"] == "Run lab.md").unwrap();
     assert_eq!(
@@ -112,7 +115,12 @@ fn export_to_github_actions() {
         "runbook run lab.md --set \"ENV=$INPUT_ENV\" --yes"
     );
     assert_eq!(run_step["env"]["INPUT_ENV"], "${{ inputs.ENV }}");
+    assert_eq!(run_step["env"]["TOKEN"], "${{ secrets.TOKEN }}");
     assert_eq!(steps.last().unwrap()["uses"], "actions/upload-artifact@v4");
+    assert!(
+        workflow["permissions"].get("id-token").is_none(),
+        "no az, no sign-in"
+    );
 }
 
 /// Every runbook in the repository, and some hard cases, through a
@@ -305,4 +313,17 @@ fn pwsh_variables_are_read_and_what_cannot_work_is_said() {
         "{}",
         import.stderr
     );
+}
+
+#[test]
+fn the_labs_pipelines_sign_in_with_oidc_run_for_real_and_name_the_runbook_from_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lab = root.join("runbooks/aks-workload-identity.md");
+    let test = Test::new();
+    for format in ["github-actions", "azure-pipelines"] {
+        let run = test
+            .run(&["export", lab.to_str().unwrap(), "--to", format])
+            .code(0);
+        insta::assert_snapshot!(format!("lab_{}", format.replace('-', "_")), run.stdout);
+    }
 }

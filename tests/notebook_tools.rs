@@ -139,3 +139,51 @@ fn jupyters_bash_kernel_prints_what_runbook_recorded() {
         recorded.cells.len()
     );
 }
+
+/// Validates a pipeline file against a schema check-jsonschema ships.
+fn schema_check(checker: &Path, schema: &str, file: &Path) -> Result<(), String> {
+    let output = Command::new(checker)
+        .args(["--builtin-schema", schema])
+        .arg(file)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+#[test]
+fn exported_pipelines_validate_against_their_published_schemas() {
+    let Some(checker) = lab_tool("check-jsonschema") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let test = Test::new();
+    // The check has teeth: a workflow without jobs is rejected.
+    test.write("bad.yml", "name: x\non: push\n");
+    assert!(schema_check(&checker, "vendor.github-workflows", &test.path("bad.yml")).is_err());
+    for name in ["aks-workload-identity", "quickstart"] {
+        let runbook = root.join(format!("runbooks/{name}.md"));
+        for (format, schema) in [
+            ("github-actions", "vendor.github-workflows"),
+            ("azure-pipelines", "vendor.azure-pipelines"),
+        ] {
+            let file = test.path(&format!("{name}.{format}.yml"));
+            test.run(&[
+                "export",
+                runbook.to_str().unwrap(),
+                "--to",
+                format,
+                "-o",
+                file.to_str().unwrap(),
+            ])
+            .code(0);
+            if let Err(error) = schema_check(&checker, schema, &file) {
+                panic!("{name} as {format}: {error}");
+            }
+        }
+    }
+    eprintln!("check-jsonschema: 4 exported pipelines valid");
+}
