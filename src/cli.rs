@@ -51,15 +51,21 @@ pub enum ExportFormat {
     Dib,
     GithubActions,
     AzurePipelines,
+    /// `runbook test` over many runbooks as a GitHub Actions matrix
+    GithubActionsTest,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The runbook
+    /// The runbook (for `github-actions-test`: a glob of runbooks, such as
+    /// 'docs/**/*.md')
     pub file: PathBuf,
     /// What to make of it
     #[arg(long = "to", value_enum)]
     pub to: ExportFormat,
+    /// For `github-actions-test`: how many runners share the runbooks
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub partitions: u32,
     /// Where to write it (default: standard output)
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,

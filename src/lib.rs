@@ -92,6 +92,17 @@ fn print_rows<T: serde::Serialize>(rows: &[T], json: bool, table: fn(&[T]) -> St
     }
 }
 
+/// Writes an export to `output`, or prints it.
+fn write_export(output: Option<&std::path::Path>, text: &str) -> Result<i32> {
+    match output {
+        Some(path) => {
+            atomic::write(path, text.as_bytes()).map_err(|e| error::Error::io(path, e))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(0)
+}
+
 fn color_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
@@ -171,6 +182,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Export(args) => {
+            if args.to == cli::ExportFormat::GithubActionsTest {
+                let pattern = args.file.to_string_lossy();
+                let text = workflow::github_actions_test(&pattern, args.partitions)
+                    .map_err(error::Error::Usage)?;
+                return write_export(args.output.as_deref(), &text);
+            }
             let loaded = loader::load(&args.file)?;
             let text = match args.to {
                 cli::ExportFormat::Ipynb => {
@@ -185,14 +202,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 cli::ExportFormat::AzurePipelines => {
                     workflow::azure_pipelines(&loaded.path, &loaded.runbook)
                 }
+                cli::ExportFormat::GithubActionsTest => unreachable!("exported above"),
             };
-            match &args.output {
-                Some(path) => {
-                    atomic::write(path, text.as_bytes()).map_err(|e| error::Error::io(path, e))?
-                }
-                None => print!("{text}"),
-            }
-            Ok(0)
+            write_export(args.output.as_deref(), &text)
         }
         Command::Status(args) => {
             let loaded = loader::load(&args.file)?;

@@ -247,3 +247,61 @@ fn partitions_split_the_files_stably_and_cover_each_once() {
     test.run(&["test", "--partition", "0/4", "d0/doc.md"])
         .code(2);
 }
+
+#[test]
+fn the_test_matrix_workflow_runs_each_share_and_adds_them_up() {
+    let test = Test::new();
+    for i in 0..6 {
+        let expected = if i == 3 { "wrong" } else { &i.to_string() };
+        test.write(
+            &format!("docs/d{i}.md"),
+            &format!("```bash\necho {i}\n```\n```output\n{expected}\n```\n"),
+        );
+    }
+    let run = test
+        .run(&[
+            "export",
+            "docs/*.md",
+            "--to",
+            "github-actions-test",
+            "--partitions",
+            "3",
+        ])
+        .code(0);
+    let workflow: serde_yaml::Value = serde_yaml::from_str(&run.stdout).unwrap();
+    let steps = workflow["jobs"]["test"]["steps"].as_sequence().unwrap();
+    let share_script = steps[2]["run"].as_str().unwrap().to_string();
+    let summary_script = workflow["jobs"]["summary"]["steps"][1]["run"]
+        .as_str()
+        .unwrap()
+        .replace("${{ needs.test.result }}", "success");
+    // Each share as the matrix runs it, with the real binary on PATH.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_runbook"))
+        .parent()
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    for k in 1..=3 {
+        let script = share_script.replace("${{ matrix.partition }}", &k.to_string());
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(test.dir.path())
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+    }
+    let summary = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&summary_script)
+        .current_dir(test.dir.path())
+        .env("GITHUB_STEP_SUMMARY", test.path("summary.md"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&summary.stdout);
+    assert_eq!(text, "5 passed, 1 failed, 0 skipped\n");
+    assert!(!summary.status.success(), "a failed cell fails the summary");
+    // A glob that could run code is refused.
+    test.run(&["export", "docs/$(touch x)", "--to", "github-actions-test"])
+        .code(2);
+}

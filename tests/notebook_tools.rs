@@ -185,5 +185,18 @@ fn exported_pipelines_validate_against_their_published_schemas() {
             }
         }
     }
-    eprintln!("check-jsonschema: 4 exported pipelines valid");
+    let matrix = test.path("matrix.yml");
+    test.run(&[
+        "export",
+        "docs/**/*.md",
+        "--to",
+        "github-actions-test",
+        "-o",
+        matrix.to_str().unwrap(),
+    ])
+    .code(0);
+    if let Err(error) = schema_check(&checker, "vendor.github-workflows", &matrix) {
+        panic!("the test matrix: {error}");
+    }
+    eprintln!("check-jsonschema: 5 exported pipelines valid");
 }
