@@ -127,19 +127,8 @@ fn export_to_github_actions() {
 /// notebook and back: the same bytes.
 #[test]
 fn md_to_ipynb_and_dib_and_back_is_lossless() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let test = Test::new();
-    let mut docs: Vec<(String, String)> = std::fs::read_dir(root.join("runbooks"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read_to_string(e.path()).unwrap(),
-            )
-        })
-        .collect();
+    let mut docs = crate::support::repository_runbooks();
     docs.push((
         "hard.md".into(),
         "\u{feff}---\nrunbook:\n  params:\n    A: \"1\"\n---\n\n```bash {#one capture=X timeout=2m}\necho one\n```\n\n```output\none\n```\n\n\n> ```sh {skip}\n> false\n> ```\n> ```output {exit=1}\n> no\n> ```\n\n```yaml {file=x.yaml}\na: {{ A }}\n```\n\n````az {#two continue-on-error}\naz group show -n x\n````\n```output {exit=3 literal}\n...\n```\ntail without newline".into(),

@@ -30,17 +30,8 @@ fn every_exported_notebook_is_valid_nbformat() {
     let Some(python) = lab_tool("python") else {
         return;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let test = Test::new();
-    let mut docs: Vec<(String, String)> = std::fs::read_dir(root.join("runbooks"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(e.path()).unwrap())
-        })
-        .collect();
+    let mut docs = crate::support::repository_runbooks();
     docs.push((
         "pwsh.md".into(),
         "# P\n\n```pwsh {#get}\nGet-Date\n```\n```output\ntoday\n```\n\n```bash\necho 1\n```\n"

@@ -162,3 +162,19 @@ pub fn lab_tool(name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Every runbook in the repository's `runbooks/`: (file name, text).
+pub fn repository_runbooks() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs: Vec<(String, String)> = std::fs::read_dir(root.join("runbooks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect();
+    docs.sort();
+    docs
+}
