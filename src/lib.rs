@@ -1,54 +1,32 @@
 //! runbook executes Markdown runbooks the way a notebook executes cells and
 //! records each cell's output back into the document.
 //!
-//! The pipeline: [`loader`] reads a file, [`parser`] turns text into a
-//! [`document::Runbook`] (pure, with byte spans), and [`writer`] splices
-//! output blocks back into the original bytes.
+//! The parts, one folder each: [`document`] (the pure parser, the model
+//! and the writer that splices outputs into the original bytes), [`run`]
+//! (the executor, its kernels, variables, templates, secrets, state and
+//! sinks), [`replay`] (cassettes and shims), [`notebooks`] (notebooks and
+//! pipelines in and out) and [`commands`] (one module a command).
 
-pub mod analysis;
-pub mod atomic;
-pub mod attrs;
-pub mod cassette;
-pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod diagnostic;
 pub mod document;
-pub mod duration;
 pub mod error;
-pub mod events;
-pub mod executor;
-pub mod frontmatter;
-pub mod interceptor;
-pub mod kernel;
-pub mod lines;
-pub mod list;
-pub mod loader;
-pub mod lock;
-pub mod notebook;
-pub mod output;
-pub mod parser;
-pub mod paths;
-pub mod pieces;
-pub mod preflight;
-pub mod procs;
-pub mod pwsh;
-pub mod quoting;
-pub mod recorder;
+pub mod notebooks;
+pub mod replay;
 pub mod run;
-pub mod secrets;
-pub mod selection;
-pub mod shim;
-pub mod snapshot;
-pub mod state;
-pub mod status;
-pub mod table;
-pub mod template;
-pub mod terminal;
-pub mod testing;
-pub mod tools;
-pub mod vars;
-pub mod workflow;
-pub mod writer;
+
+// Each part's modules, also by their own names.
+pub use commands::{check, list, status, table, testing};
+pub use document::{
+    atomic, attrs, duration, frontmatter, lines, loader, parser, paths, pieces, snapshot, writer,
+};
+pub use notebooks::{notebook, workflow};
+pub use replay::{cassette, interceptor, shim};
+pub use run::{
+    analysis, events, executor, kernel, lock, output, preflight, procs, pwsh, quoting, recorder,
+    secrets, selection, state, template, terminal, tools, vars,
+};
 
 use std::io::IsTerminal;
 
@@ -109,7 +87,7 @@ fn color_on_stderr() -> bool {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) => commands::run::run(&args),
         Command::Check(args) => {
             let reports: Vec<check::Report> = args.files.iter().map(|f| check::check(f)).collect();
             Ok(check::print(&reports, args.json, color_on_stderr()))

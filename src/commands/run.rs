@@ -24,7 +24,7 @@ use crate::preflight::{missing_for_partial_run, preflight};
 use crate::recorder::Recorder;
 use crate::selection::{select, Selection};
 use crate::state::{self, State, Tracker};
-use crate::template::{environment, render, with_placeholders};
+use crate::template::{environment, render};
 use crate::terminal::Terminal;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
@@ -420,7 +420,7 @@ fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
 pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
     let env = environment();
     let masker = vars.masker();
-    let values = with_placeholders(vars, &loaded.runbook);
+    let values = vars.with_placeholders(&loaded.runbook);
     let mut out = String::new();
     for &i in cells {
         let cell = &loaded.runbook.cells[i];

@@ -375,20 +375,3 @@ pub fn expressions_reading(template: &str, names: &BTreeSet<String>) -> Vec<(Str
 pub fn has_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
-
-/// Template values with every capture of the runbook that `vars` lacks
-/// standing in as a [`Placeholder`], and every secret as `[masked:NAME]`.
-pub fn with_placeholders(
-    vars: &crate::vars::Vars,
-    runbook: &crate::document::Runbook,
-) -> BTreeMap<String, Value> {
-    let mut values = vars.public_template_values();
-    for cell in &runbook.cells {
-        if let Some(capture) = &cell.options.capture {
-            values
-                .entry(capture.name.clone())
-                .or_insert_with(|| Placeholder::value(&capture.name, false));
-        }
-    }
-    values
-}

@@ -17,7 +17,7 @@ use crate::document::Interpreter;
 use crate::error::Error;
 use crate::lines::LineIndex;
 use crate::loader::{load, Loaded};
-use crate::template::{environment, render, shell_references, with_placeholders};
+use crate::template::{environment, render, shell_references};
 use crate::tools::find_on_path;
 use crate::vars::{initial, Overrides};
 
@@ -234,7 +234,7 @@ fn shell_variable_warnings(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<D
 /// `bash -n` (or `sh -n`, `zsh -n`) on each shell cell as it would render.
 fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
     let env = environment();
-    let values = with_placeholders(vars, &loaded.runbook);
+    let values = vars.with_placeholders(&loaded.runbook);
     let masker = vars.masker();
     let index = LineIndex::new(&loaded.source);
     let mut diagnostics = Vec::new();

@@ -104,6 +104,24 @@ impl Vars {
             .collect()
     }
 
+    /// Template values for checks and dry runs: every secret as
+    /// `[masked:NAME]`, and every capture of the runbook not held yet as a
+    /// stand-in (`<NAME>`).
+    pub fn with_placeholders(
+        &self,
+        runbook: &crate::document::Runbook,
+    ) -> BTreeMap<String, minijinja::Value> {
+        let mut values = self.public_template_values();
+        for cell in &runbook.cells {
+            if let Some(capture) = &cell.options.capture {
+                values
+                    .entry(capture.name.clone())
+                    .or_insert_with(|| crate::template::Placeholder::value(&capture.name, false));
+            }
+        }
+        values
+    }
+
     /// A masker knowing every secret value held (each string inside a JSON
     /// secret too), and the names of those shorter than
     /// [`crate::secrets::SHORT`] characters.

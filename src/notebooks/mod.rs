@@ -1,0 +1,5 @@
+//! Where runbooks go and come from: Jupyter and Polyglot notebooks, and
+//! CI pipelines that run them.
+
+pub mod notebook;
+pub mod workflow;
