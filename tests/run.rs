@@ -293,6 +293,8 @@ fn stdin_of_a_cell_is_empty() {
     let mut child = test
         .command(&["run", "doc.md"])
         .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     use std::io::Write;
@@ -371,6 +373,7 @@ fn ctrl_c_interrupts_records_and_leaves_no_process() {
     let mut child = test
         .command(&["run", "doc.md", "--json"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -541,6 +544,7 @@ fn on_a_terminal_confirm_asks_and_a_status_line_shows_progress() {
         .env_remove("NO_COLOR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     use std::io::Write;

@@ -199,7 +199,12 @@ fn a_second_run_at_once_is_refused_and_a_stale_lock_is_taken_over() {
     let test = Test::new();
     let doc = "```bash\nsleep 1.5; echo slow\n```\n";
     test.write("lab.md", doc);
-    let mut first = test.command(&["run", "lab.md"]).spawn().unwrap();
+    let mut first = test
+        .command(&["run", "lab.md"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait for the first run to hold the lock.
     let lock = test.path(".runbook/lab.md.lock");
     for _ in 0..100 {
