@@ -8,7 +8,14 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "runbook",
     version,
-    about = "Execute Markdown runbooks like notebooks"
+    about = "Execute Markdown runbooks like notebooks",
+    after_help = "Examples:
+  runbook new lab.md                       a starter runbook to edit
+  runbook run lab.md                       run every cell, record outputs in lab.md
+  runbook run lab.md --cell deploy --deps  one cell, and what it needs
+  runbook run lab.md --replay fixtures/    answer az/kubectl/helm from recordings
+  runbook test docs/*.md                   re-run documents, compare their outputs
+  runbook check lab.md                     what is wrong, without running"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,6 +38,28 @@ pub enum Command {
     Import(ImportArgs),
     /// Turn a runbook into a notebook (.ipynb, .dib) or a pipeline (GitHub Actions, Azure Pipelines)
     Export(ExportArgs),
+    /// Write a small starter runbook
+    New(NewArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The runbook to write
+    pub file: PathBuf,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -184,6 +184,33 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             write_export(args.output.as_deref(), &text)
         }
+        Command::New(args) => {
+            if args.file.exists() && !args.force {
+                return Err(error::Error::Usage(format!(
+                    "{} exists; pass --force to replace it",
+                    args.file.display()
+                )));
+            }
+            atomic::write(&args.file, commands::new::STARTER.as_bytes())
+                .map_err(|e| error::Error::io(&args.file, e))?;
+            eprintln!(
+                "wrote {}: `runbook check {0}`, then `runbook run {0}`",
+                args.file.display()
+            );
+            Ok(0)
+        }
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "runbook", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .map_err(|e| error::Error::Usage(format!("cannot write the manual page: {e}")))?;
+            Ok(0)
+        }
         Command::Status(args) => {
             let loaded = loader::load(&args.file)?;
             let state = state::load_for(&loaded.path).map_err(error::Error::Usage)?;

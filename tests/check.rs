@@ -305,3 +305,60 @@ fn the_test_matrix_workflow_runs_each_share_and_adds_them_up() {
     test.run(&["export", "docs/$(touch x)", "--to", "github-actions-test"])
         .code(2);
 }
+
+#[test]
+fn new_writes_a_starter_that_checks_and_runs() {
+    let test = Test::new();
+    test.run(&["new", "start.md"]).code(0);
+    let check = test.run(&["check", "start.md"]).code(0);
+    assert!(
+        check
+            .stdout
+            .contains("start.md: 3 cells, 0 errors, 0 warnings")
+            || check.stdout.contains("4 cells, 0 errors, 0 warnings"),
+        "{}{}",
+        check.stdout,
+        check.stderr
+    );
+    test.run(&["run", "start.md"]).code(0);
+    let doc = test.read("start.md");
+    assert!(doc.contains("```output\nhello, world (on 20"), "{doc}");
+    assert!(
+        doc.contains("```output\ngreeting: \"hello, world\"\n```"),
+        "{doc}"
+    );
+    // It will not replace a runbook unless told to.
+    test.run(&["new", "start.md"]).code(2);
+    // The state folder keeps itself out of version control.
+    assert_eq!(test.read(".runbook/.gitignore").lines().last(), Some("*"));
+}
+
+#[test]
+fn version_completions_and_a_manual_page() {
+    let test = Test::new();
+    let version = test.run(&["--version"]).code(0);
+    assert_eq!(
+        version.stdout,
+        format!("runbook {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let run = test.run(&["completions", shell]).code(0);
+        assert!(run.stdout.contains("runbook"), "{shell}");
+        assert!(run.stdout.contains("replay"), "{shell}");
+    }
+    // bash itself accepts the bash completion script.
+    let script = test.run(&["completions", "bash"]).code(0).stdout;
+    let status = std::process::Command::new("bash")
+        .args(["-n", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let man = test.run(&["man"]).code(0);
+    assert!(
+        man.stdout.starts_with(".ie \\n(.g .ds Aq") || man.stdout.contains(".TH runbook"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    let help = test.run(&["--help"]).code(0);
+    assert!(help.stdout.contains("Examples:"), "{}", help.stdout);
+}

@@ -28,7 +28,7 @@ impl Lock {
         let unavailable =
             |e: std::io::Error| LockError::Unavailable(format!("{}: {e}", path.display()));
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(unavailable)?;
+            crate::state::make_folder(parent).map_err(unavailable)?;
         }
         // A link in the lock's place is never followed (and so never
         // truncates what it points at).

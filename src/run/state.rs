@@ -95,7 +95,7 @@ impl State {
         });
         clean.env.retain(|_, v| masker.mask(v) == *v);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            make_folder(parent)?;
             refuse_link(parent)?;
         }
         // Unlike the document, the state file is runbook's own: a link in
@@ -104,6 +104,21 @@ impl State {
         let text = serde_json::to_string_pretty(&clean).expect("state serialises") + "\n";
         crate::atomic::write_if_changed(path, text.as_bytes()).map(|_| ())
     }
+}
+
+/// Makes the `.runbook/` folder, with a `.gitignore` holding `*` in it (as
+/// pytest does for its cache), so state and locks stay out of version
+/// control without anyone having to say so.
+pub fn make_folder(folder: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let ignore = folder.join(".gitignore");
+    if std::fs::symlink_metadata(&ignore).is_err() {
+        std::fs::write(
+            &ignore,
+            "# Made by runbook: its state and locks stay out of version control.\n*\n",
+        )?;
+    }
+    Ok(())
 }
 
 fn refuse_link(path: &Path) -> std::io::Result<()> {
