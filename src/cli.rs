@@ -155,6 +155,12 @@ pub struct RunArgs {
     /// Write the executed document to FILE instead of the runbook
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Write nothing; exit 1 with a diff when the document would change
+    #[arg(long, conflicts_with_all = ["no_write", "output", "diff"])]
+    pub check: bool,
+    /// Write the outputs, and show what changed in the document
+    #[arg(long)]
+    pub diff: bool,
     /// Print one JSON event per line instead of the live display
     #[arg(long)]
     pub json: bool,

@@ -619,3 +619,34 @@ fn python_cells_honour_cwd() {
     assert!(doc.contains("```output\nsub\n```"), "{doc}");
     assert!(doc.contains("```output\nTrue\n```"), "{doc}");
 }
+
+#[test]
+fn check_writes_nothing_and_fails_with_a_diff_when_the_document_would_change() {
+    let test = Test::new();
+    let doc = "```bash\necho fresh\n```\n```output\nstale\n```\n";
+    test.write("doc.md", doc);
+    let run = test.run(&["run", "doc.md", "--check"]).code(1);
+    assert!(run.stdout.contains("-stale\n+fresh\n"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the document would change"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(test.read("doc.md"), doc);
+    assert!(
+        !test.path(".runbook").exists(),
+        "--check writes no state either"
+    );
+    // --diff writes, shows the change, and says so.
+    let run = test.run(&["run", "doc.md", "--diff"]).code(0);
+    assert!(run.stdout.contains("-stale\n+fresh\n"), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("doc.md: outputs recorded in the runbook"),
+        "{}",
+        run.stderr
+    );
+    // Now the document is up to date: --check passes and says nothing.
+    let run = test.run(&["run", "doc.md", "--check"]).code(0);
+    assert!(!run.stdout.contains("@@"), "{}", run.stdout);
+}

@@ -138,8 +138,15 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let _lock = match Lock::acquire(&lock::path_for(&loaded.path), &loaded.display()) {
+    // `--check` writes nothing, so it needs no lock (and makes no folder).
+    let lock = if args.check {
+        Err(LockError::Unavailable(String::new()))
+    } else {
+        Lock::acquire(&lock::path_for(&loaded.path), &loaded.display())
+    };
+    let _lock = match lock {
         Ok(lock) => Some(lock),
+        Err(LockError::Unavailable(reason)) if reason.is_empty() => None,
         Err(LockError::Busy(message)) => return Err(Error::Usage(message)),
         Err(LockError::Unavailable(reason)) => {
             crate::say_line!("warning: running without a lock ({reason})");
@@ -212,11 +219,24 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
         }
     }
     record_state(&mut state, &loaded, &tracker, &outcome);
-    if let Err(e) = state.save(&state_path, masker) {
-        crate::say_line!("warning: could not save {}: {e}", state_path.display());
+    // `--check` writes nothing at all, the state file included.
+    if !args.check {
+        if let Err(e) = state.save(&state_path, masker) {
+            crate::say_line!("warning: could not save {}: {e}", state_path.display());
+        }
     }
-    if let Some(error) = recorder.and_then(|r| r.error) {
+    if let Some(error) = recorder.as_ref().and_then(|r| r.error.clone()) {
         crate::say_line!("error: {error}");
+        return Ok(EXIT_FAILED);
+    }
+    let changed = recorder
+        .as_ref()
+        .is_some_and(|r| report_changes(&loaded, args, r));
+    if changed {
+        crate::say_line!(
+            "{}: the document would change (run without --check to record it)",
+            loaded.display()
+        );
         return Ok(EXIT_FAILED);
     }
     if let (Some(output), false) = (&args.output, args.json) {
@@ -266,7 +286,7 @@ fn record_state(
 /// Refuses, before anything runs, a document that cannot be written back
 /// (read-only) and an `--output` that is a folder or in a missing one.
 fn check_targets(loaded: &Loaded, args: &RunArgs) -> Result<()> {
-    if args.no_write || args.dry_run {
+    if args.no_write || args.dry_run || args.check {
         return Ok(());
     }
     let target = args.output.as_ref().unwrap_or(&loaded.path);
@@ -331,12 +351,38 @@ fn recorder(loaded: &Loaded, args: &RunArgs) -> Option<Recorder> {
         Some(path) => (path.clone(), false),
         None => (loaded.path.clone(), true),
     };
-    Some(Recorder::new(
+    let recorder = Recorder::new(
         loaded.source.clone(),
         loaded.runbook.clone(),
         target,
         in_place,
-    ))
+    );
+    Some(if args.check { recorder.dry() } else { recorder })
+}
+
+/// After a run: `--check` and `--diff` show how the document changed (a
+/// unified diff on stdout), and a rewrite in place is said on stderr.
+/// Returns whether `--check` found a change.
+fn report_changes(loaded: &Loaded, args: &RunArgs, recorder: &Recorder) -> bool {
+    let after = recorder.document();
+    if after == loaded.source {
+        return false;
+    }
+    if args.check || args.diff {
+        let text = similar::TextDiff::from_lines(&loaded.source, &after)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &loaded.display(),
+                &format!("{} (executed)", loaded.display()),
+            )
+            .to_string();
+        crate::terminal::out(&text);
+    }
+    if !args.check && args.output.is_none() && !args.json {
+        crate::say_line!("{}: outputs recorded in the runbook", loaded.display());
+    }
+    args.check
 }
 
 pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {

@@ -24,6 +24,8 @@ pub struct Recorder {
     edits: BTreeMap<usize, Option<Output>>,
     dirty: bool,
     last_write: Option<Instant>,
+    /// Keep the document in memory only (`run --check`).
+    dry: bool,
     pub error: Option<String>,
 }
 
@@ -39,8 +41,15 @@ impl Recorder {
             edits: BTreeMap::new(),
             dirty: true,
             last_write: None,
+            dry: false,
             error: None,
         }
+    }
+
+    /// A recorder that writes nothing: the document stays in memory.
+    pub fn dry(mut self) -> Recorder {
+        self.dry = true;
+        self
     }
 
     /// The document as it stands with the outputs recorded so far.
@@ -57,7 +66,7 @@ impl Recorder {
     }
 
     pub fn flush(&mut self) {
-        if !self.dirty || self.error.is_some() {
+        if !self.dirty || self.error.is_some() || self.dry {
             return;
         }
         let contents = self.document().into_bytes();
