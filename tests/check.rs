@@ -362,3 +362,47 @@ fn version_completions_and_a_manual_page() {
     let help = test.run(&["--help"]).code(0);
     assert!(help.stdout.contains("Examples:"), "{}", help.stdout);
 }
+
+#[test]
+fn defaults_for_unset_variables_are_not_warned_about_and_a_missing_secret_is_an_error() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash\necho \"${REGION:-westeurope} ${ZONE:=1} ${TIER-basic} ${NAME:?give NAME}\"\necho \"$UNSET_ONE\"\n```\n",
+    );
+    let check = test.run(&["check", "doc.md"]);
+    assert!(
+        !check.stderr.contains("$REGION")
+            && !check.stderr.contains("$ZONE")
+            && !check.stderr.contains("$TIER")
+            && !check.stderr.contains("$NAME "),
+        "{}",
+        check.stderr
+    );
+    assert!(
+        check.stderr.contains("$UNSET_ONE is not set"),
+        "{}",
+        check.stderr
+    );
+    test.write(
+        "secret.md",
+        "---\nrunbook:\n  secrets: [TOKEN]\n---\n```bash\ntouch ran\n```\n",
+    );
+    let run = test.run(&["run", "secret.md"]).code(2);
+    assert!(
+        run.stderr
+            .contains("secret TOKEN is declared, but nothing gives it a value"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("--secret TOKEN=VALUE"),
+        "{}",
+        run.stderr
+    );
+    assert!(!test.path("ran").exists());
+    test.run(&["run", "secret.md", "--secret", "TOKEN=t0ken-value"])
+        .code(0);
+    test.run_env(&["run", "secret.md"], &[("TOKEN", "t0ken-value")])
+        .code(0);
+}

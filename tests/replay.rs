@@ -127,10 +127,25 @@ fn a_call_without_recording_fails_its_cell_even_in_a_pipeline() {
     let run = test.run(&["run", "lab.md", "--replay", "fx"]).code(1);
     let doc = test.read("lab.md");
     assert!(
-        doc.contains("```output {exit=1}\nrunbook: no recording for `kubectl get pods -n web`\n  closest recorded calls:\n    kubectl get pods -n app\n    kubectl apply -f -\n  hint: record it with `runbook run FILE --record DIR`\nafter\n```"),
+        doc.contains("```output {exit=1}\nrunbook: no recording for `kubectl get pods -n web`\n  closest recorded calls:\n    kubectl get pods -n app\n    kubectl apply -f -\n  hint: record it with `runbook run lab.md --record fx`\nafter\n```"),
         "{doc}"
     );
     assert!(run.stderr.contains("<== 1: FAILED"), "{}", run.stderr);
+    // The closest calls are shown once: in the output, not again in the verdict.
+    assert_eq!(
+        run.stderr.matches("closest recorded calls").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("FAILED exit 1 (")
+            && run
+                .stderr
+                .contains("): no recording for `kubectl get pods -n web`\n"),
+        "{}",
+        run.stderr
+    );
     // stdin is part of the match.
     test.write("lab.md", "```bash\necho 'kind: A' | kubectl apply -f -\n```\n\n```bash\necho 'kind: B' | kubectl apply -f -\n```\n");
     test.run(&["run", "lab.md", "--replay", "fx"]).code(1);

@@ -201,6 +201,7 @@ fn shell_variable_warnings(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<D
                     || own.contains(&name)
                     || SHELL_VARIABLES.contains(&name.as_str())
                     || std::env::var_os(&name).is_some()
+                    || handles_unset(&cell.body, &name)
                 {
                     continue;
                 }
@@ -229,6 +230,20 @@ fn shell_variable_warnings(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<D
         known.extend(own);
     }
     diagnostics
+}
+
+/// Whether every use of `$NAME` says what happens when it is unset:
+/// `${NAME:-default}`, `${NAME:=value}`, `${NAME-default}`, `${NAME:?msg}`
+/// and the like.
+fn handles_unset(code: &str, name: &str) -> bool {
+    let Ok(uses) = regex::Regex::new(&format!(r"\$(\{{)?{}\b(:?[-=?+])?", regex::escape(name)))
+    else {
+        return false;
+    };
+    let all = uses
+        .captures_iter(code)
+        .all(|c| c.get(1).is_some() && c.get(2).is_some());
+    all
 }
 
 /// `bash -n` (or `sh -n`, `zsh -n`) on each shell cell as it would render.

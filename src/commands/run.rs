@@ -97,6 +97,9 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     } else {
         Vec::new()
     };
+    if !args.dry_run {
+        diagnostics.extend(secrets_nobody_gives(&loaded, &defined));
+    }
     if !diagnostics.iter().any(Diagnostic::is_error) {
         diagnostics.extend(undefined_variables(
             &loaded.source,
@@ -391,6 +394,33 @@ pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {
         source_text: loaded.source.clone(),
         diagnostics,
     }
+}
+
+/// Front-matter secrets that neither `--secret`, the environment nor a
+/// capture of the runbook provides: errors before anything runs.
+fn secrets_nobody_gives(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<Diagnostic> {
+    let captured: BTreeSet<&str> = loaded
+        .runbook
+        .cells
+        .iter()
+        .filter_map(|c| c.options.capture.as_ref().map(|cap| cap.name.as_str()))
+        .collect();
+    loaded
+        .runbook
+        .settings
+        .secrets
+        .iter()
+        .filter(|name| !defined.contains(*name) && !captured.contains(name.as_str()))
+        .map(|name| {
+            Diagnostic::error(
+                format!("secret {name} is declared, but nothing gives it a value"),
+                loaded.front_matter_key("secrets"),
+            )
+            .help(format!(
+                "pass --secret {name}=VALUE, or set {name} in the environment"
+            ))
+        })
+        .collect()
 }
 
 /// Params, `--params` files, `--set` and `--secret`, combined.

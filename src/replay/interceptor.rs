@@ -33,6 +33,8 @@ pub struct Shared {
     /// The run's secrets: a live call is masked before it is matched, so a
     /// recorded `[masked:NAME]` argument matches the secret's value.
     masker: Masker,
+    /// `runbook run lab.md --record fixtures/lab`, with the real paths.
+    record_hint: String,
 }
 
 pub struct Interceptor {
@@ -88,6 +90,11 @@ impl Interceptor {
                 recorded: Vec::new(),
                 misses: Vec::new(),
                 masker: Masker::default(),
+                record_hint: format!(
+                    "runbook run {} --record {}",
+                    runbook.display(),
+                    crate::paths::folder_of(&cassette_path).display()
+                ),
             })),
             dir,
             cassette_path,
@@ -218,8 +225,14 @@ impl Shared {
                         message.push_str(&format!("\n    {line}"));
                     }
                 }
-                message.push_str("\n  hint: record it with `runbook run FILE --record DIR`");
-                self.misses.push(message.clone());
+                message.push_str(&format!("\n  hint: record it with `{}`", self.record_hint));
+                // The cell's failure names the call; the closest calls and
+                // the hint are in its output once.
+                let mut short = format!("no recording for `{}`", miss.command_line);
+                if !request.stdin.is_empty() {
+                    short.push_str(" with this stdin");
+                }
+                self.misses.push(short);
                 Response::error(format!("{message}\n"), 127)
             }
         }
