@@ -20,6 +20,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// When to use colour: auto (on a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it), always, never
+    #[arg(long, global = true, value_enum, default_value_t = crate::terminal::ColorChoice::Auto)]
+    pub color: crate::terminal::ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,6 +41,7 @@ pub fn main() -> i32 {
         return code;
     }
     let cli = Cli::parse();
+    terminal::set_color_choice(cli.color);
     if !matches!(cli.command, Command::Run(_)) {
         // Like other command-line tools, end quietly when the reader of
         // the output goes away (`runbook list x.md | head -1`). A run
@@ -82,7 +83,7 @@ fn write_export(output: Option<&std::path::Path>, text: &str) -> Result<i32> {
 }
 
 fn color_on_stderr() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    terminal::color(std::io::stderr().is_terminal())
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
@@ -100,7 +101,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .jobs
                     .map(usize::from)
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                color: terminal::color(std::io::stdout().is_terminal()),
             };
             let files: Vec<std::path::PathBuf> = match args.partition {
                 Some(share) => {

@@ -563,7 +563,12 @@ fn on_a_terminal_confirm_asks_and_a_status_line_shows_progress() {
         "{screen}"
     );
     assert!(screen.contains("[2/3] slow (bash)"), "{screen}");
-    assert!(screen.contains("<== refused: skipped"), "{screen}");
+    // On a terminal the result is painted: strip the colour to read it.
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&screen, "");
+    assert!(plain.contains("<== refused: skipped"), "{screen}");
+    assert!(screen.contains("\x1b[33mskipped\x1b[0m"), "{screen}");
     assert!(test.path("yes-ran").exists());
     assert!(!test.path("no-ran").exists());
 }
@@ -649,4 +654,48 @@ fn check_writes_nothing_and_fails_with_a_diff_when_the_document_would_change() {
     // Now the document is up to date: --check passes and says nothing.
     let run = test.run(&["run", "doc.md", "--check"]).code(0);
     assert!(!run.stdout.contains("@@"), "{}", run.stdout);
+}
+
+#[test]
+fn the_summary_counts_cells_that_never_ran_and_a_skipped_cell_gets_one_line() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash\necho one\n```\n\n```bash {skip}\necho never\n```\n\n```bash\nexit 3\n```\n\n```bash\necho after\n```\n\n```bash\necho last\n```\n",
+    );
+    let run = test.run(&["run", "doc.md"]).code(1);
+    assert!(
+        run.stderr.contains("--- [2/5] 2: skipped\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("<== 2"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1 passed, 1 failed, 1 skipped, 2 not run ("),
+        "{}",
+        run.stderr
+    );
+    // Colour on request, whatever the terminal; never with --color never.
+    let painted = test.run(&["run", "doc.md", "--color", "always"]).code(1);
+    assert!(
+        painted.stderr.contains("\x1b[31mFAILED\x1b[0m"),
+        "{}",
+        painted.stderr
+    );
+    let forced = test
+        .run_env(&["run", "doc.md"], &[("CLICOLOR_FORCE", "1")])
+        .code(1);
+    assert!(
+        forced.stderr.contains("\x1b[32mok\x1b[0m"),
+        "{}",
+        forced.stderr
+    );
+    let plain = test
+        .run_env(
+            &["run", "doc.md", "--color", "never"],
+            &[("CLICOLOR_FORCE", "1")],
+        )
+        .code(1);
+    assert!(!plain.stderr.contains('\x1b'), "{}", plain.stderr);
 }

@@ -122,7 +122,7 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     if !errors.is_empty() {
         return Err(document_error(&loaded, errors));
     }
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = crate::terminal::color(std::io::stderr().is_terminal());
     crate::terminal::say(&crate::diagnostic::render_all(
         &warnings,
         &loaded.display(),
@@ -189,7 +189,7 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     };
     let live =
         !args.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut terminal = Terminal::new(live);
+    let mut terminal = Terminal::new(live, color);
     let mut json = JsonSink;
     let mut tracker = Tracker::default();
     let mut recorder = recorder(&loaded, args);

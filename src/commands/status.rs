@@ -62,9 +62,17 @@ pub fn rows(loaded: &Loaded, state: &State) -> Vec<Row> {
 }
 
 pub fn table(rows: &[Row]) -> String {
-    let mut lines = vec![["#", "ID", "LAST", "EXIT", "FINISHED", "TOOK", "CHANGED"]
-        .map(String::from)
-        .to_vec()];
+    let mut lines = vec![[
+        "CELL",
+        "ID",
+        "LAST RESULT",
+        "EXIT",
+        "FINISHED (UTC)",
+        "TOOK",
+        "CHANGED SINCE",
+    ]
+    .map(String::from)
+    .to_vec()];
     for row in rows {
         let last = match row.last {
             None => "never run".to_string(),

@@ -79,6 +79,8 @@ pub enum Event {
         passed: usize,
         failed: usize,
         skipped: usize,
+        /// Selected cells that never ran (after a failure or an interrupt).
+        not_run: usize,
         duration_ms: u64,
     },
 }

@@ -277,6 +277,7 @@ impl Executor<'_, '_> {
             passed,
             failed,
             skipped,
+            not_run: self.plan.cells.len() - passed - failed - skipped,
             duration_ms: started.elapsed().as_millis() as u64,
         });
         status

@@ -35,11 +35,49 @@ macro_rules! say_line {
     };
 }
 
+/// `--color`: when to paint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (or `CLICOLOR_FORCE` is).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+static CHOICE: std::sync::OnceLock<ColorChoice> = std::sync::OnceLock::new();
+
+/// Sets `--color` for the process (once, at start).
+pub fn set_color_choice(choice: ColorChoice) {
+    let _ = CHOICE.set(choice);
+}
+
+/// Whether to paint output going to a stream that is (or is not) a
+/// terminal: `--color`, then `CLICOLOR_FORCE`, then `NO_COLOR`.
+pub fn color(is_terminal: bool) -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    match CHOICE.get().copied().unwrap_or_default() {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto if set("CLICOLOR_FORCE") => true,
+        ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+const GREEN: &str = "32";
+const RED: &str = "31";
+const YELLOW: &str = "33";
+const DIM: &str = "2";
+
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 pub struct Terminal {
     /// Redraw a status line instead of printing plain lines.
     live: bool,
+    /// Paint results and timings.
+    color: bool,
+    /// Whether the cell that finishes next was reported as started.
+    started: bool,
     total: usize,
     done: usize,
     current: Option<(String, Instant)>,
@@ -49,14 +87,25 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    pub fn new(live: bool) -> Terminal {
+    pub fn new(live: bool, color: bool) -> Terminal {
         Terminal {
             live,
+            color,
+            started: false,
             total: 0,
             done: 0,
             current: None,
             frame: 0,
             open_line: [false, false],
+        }
+    }
+
+    /// `text` in an ANSI colour when colour is on.
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
         }
     }
 
@@ -107,6 +156,7 @@ impl Sink for Terminal {
                 } else {
                     format!("{name} ({lang})")
                 };
+                self.started = true;
                 if self.live {
                     self.current = Some((label, Instant::now()));
                     self.draw_status();
@@ -137,28 +187,47 @@ impl Sink for Terminal {
                 self.current = None;
                 self.done += 1;
                 let took = format_duration(std::time::Duration::from_millis(*duration_ms));
-                let (mark, what) = match status {
-                    Status::Passed => ("ok", String::new()),
-                    Status::Skipped => ("skipped", String::new()),
-                    Status::Failed => ("FAILED", format!(" exit {exit}")),
-                    Status::TimedOut => ("TIMED OUT", String::new()),
-                    Status::Interrupted => ("INTERRUPTED", String::new()),
+                let (mark, paint, what) = match status {
+                    Status::Passed => ("ok", GREEN, String::new()),
+                    Status::Skipped => ("skipped", YELLOW, String::new()),
+                    Status::Failed => ("FAILED", RED, format!(" exit {exit}")),
+                    Status::TimedOut => ("TIMED OUT", RED, String::new()),
+                    Status::Interrupted => ("INTERRUPTED", RED, String::new()),
                 };
+                let mark = self.paint(paint, mark);
+                let took = self.paint(DIM, &format!("({took})"));
                 let detail = message
                     .as_ref()
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default();
-                say_line!("<== {name}: {mark}{what} ({took}){detail}");
+                if std::mem::take(&mut self.started) {
+                    say_line!("<== {name}: {mark}{what} {took}{detail}");
+                } else {
+                    // A cell that never started (`skip`) gets one line.
+                    say_line!("--- [{}/{}] {name}: {mark}{detail}", self.done, self.total);
+                }
             }
             Event::RunFinished {
                 passed,
                 failed,
                 skipped,
+                not_run,
                 duration_ms,
                 ..
             } => {
                 let took = format_duration(std::time::Duration::from_millis(*duration_ms));
-                say_line!("{passed} passed, {failed} failed, {skipped} skipped ({took})");
+                let failed = if *failed > 0 {
+                    self.paint(RED, &format!("{failed} failed"))
+                } else {
+                    format!("{failed} failed")
+                };
+                let not_run = if *not_run > 0 {
+                    format!(", {not_run} not run")
+                } else {
+                    String::new()
+                };
+                let took = self.paint(DIM, &format!("({took})"));
+                say_line!("{passed} passed, {failed}, {skipped} skipped{not_run} {took}");
             }
         }
     }
