@@ -19,7 +19,8 @@ pub mod run;
 // Each part's modules, also by their own names.
 pub use commands::{check, list, status, table, testing};
 pub use document::{
-    atomic, attrs, duration, frontmatter, lines, loader, parser, paths, pieces, snapshot, writer,
+    atomic, attrs, duration, frontmatter, lines, loader, parser, paths, pieces, snapshot, suggest,
+    writer,
 };
 pub use notebooks::{notebook, workflow};
 pub use replay::{cassette, interceptor, shim};

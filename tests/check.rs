@@ -406,3 +406,42 @@ fn defaults_for_unset_variables_are_not_warned_about_and_a_missing_secret_is_an_
     test.run_env(&["run", "secret.md"], &[("TOKEN", "t0ken-value")])
         .code(0);
 }
+
+#[test]
+fn did_you_mean_for_attributes_variables_cell_ids_and_front_matter_keys() {
+    let test = Test::new();
+    test.write("attr.md", "```bash {timout=2m}\necho\n```\n");
+    let run = test.run(&["check", "attr.md"]);
+    assert!(
+        run.stderr.contains("did you mean `timeout`?"),
+        "{}",
+        run.stderr
+    );
+    test.write(
+        "var.md",
+        "---\nrunbook:\n  params:\n    REGION: x\n---\n```bash\necho {{ REGOIN }}\n```\n",
+    );
+    let run = test.run(&["check", "var.md"]);
+    assert!(
+        run.stderr.contains("did you mean `REGION`?"),
+        "{}",
+        run.stderr
+    );
+    test.write(
+        "key.md",
+        "---\nrunbook:\n  parms:\n    A: b\n---\n```bash\necho\n```\n",
+    );
+    let run = test.run(&["check", "key.md"]);
+    assert!(
+        run.stderr.contains("did you mean `params`?"),
+        "{}",
+        run.stderr
+    );
+    test.write("ids.md", "```bash {#deploy}\necho\n```\n");
+    let run = test.run(&["run", "ids.md", "--cell", "deplyo"]).code(2);
+    assert!(
+        run.stderr.contains("did you mean `deploy`?"),
+        "{}",
+        run.stderr
+    );
+}

@@ -58,11 +58,28 @@ pub struct FrontMatterError {
     pub line: Option<usize>,
 }
 
+/// serde's "unknown field `shel`, expected one of `shell`, ..." with the
+/// closest expected field named: "did you mean `shell`?".
+fn with_suggestion(message: String) -> String {
+    let Some(at) = message.find("unknown field `") else {
+        return message;
+    };
+    let rest = &message[at + "unknown field `".len()..];
+    let Some((wrong, expected)) = rest.split_once('`') else {
+        return message;
+    };
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match crate::suggest::closest(wrong, known) {
+        Some(k) => format!("{message}; did you mean `{k}`?"),
+        None => message,
+    }
+}
+
 /// Reads the `runbook:` key of a front matter's YAML text.
 pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
     let error = |e: serde_yaml::Error| FrontMatterError {
         line: e.location().map(|l| l.line()),
-        message: crate::diagnostic::without_location(e.to_string()),
+        message: with_suggestion(crate::diagnostic::without_location(e.to_string())),
     };
     if yaml.trim().is_empty() {
         return Ok(Settings::default());

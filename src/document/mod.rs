@@ -14,6 +14,7 @@ pub mod parser;
 pub mod paths;
 pub mod pieces;
 pub mod snapshot;
+pub mod suggest;
 pub mod writer;
 
 pub use model::*;

@@ -441,7 +441,11 @@ impl State<'_> {
                 unknown => reader.error(
                     attr,
                     format!("unknown attribute `{unknown}`"),
-                    format!("known attributes: {}", KNOWN_ATTRIBUTES.join(", ")),
+                    format!(
+                        "{}known attributes: {}",
+                        crate::suggest::did_you_mean(unknown, KNOWN_ATTRIBUTES.iter().copied()),
+                        KNOWN_ATTRIBUTES.join(", ")
+                    ),
                 ),
             }
         }

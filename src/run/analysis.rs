@@ -97,8 +97,11 @@ pub fn undefined_variables(
                             definer.line
                         ));
                     } else {
-                        diagnostic = diagnostic
-                            .help(format!("define it as a param, or pass --set {name}=VALUE"));
+                        let hint =
+                            crate::suggest::did_you_mean(name, defined.iter().map(String::as_str));
+                        diagnostic = diagnostic.help(format!(
+                            "{hint}define it as a param, or pass --set {name}=VALUE"
+                        ));
                     }
                     diagnostics.push(diagnostic);
                 }

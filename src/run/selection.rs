@@ -28,7 +28,11 @@ impl Selection {
 fn index_of(runbook: &Runbook, key: &str, flag: &str) -> Result<usize, String> {
     runbook.find(key).map(|c| c.number - 1).ok_or_else(|| {
         let ids: Vec<String> = runbook.cells.iter().map(|c| c.name()).collect();
-        format!("{flag} {key}: no such cell (cells: {})", ids.join(", "))
+        let hint = crate::suggest::did_you_mean(key, ids.iter().map(String::as_str));
+        format!(
+            "{flag} {key}: no such cell; {hint}(cells: {})",
+            ids.join(", ")
+        )
     })
 }
 
