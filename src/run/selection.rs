@@ -30,7 +30,7 @@ fn index_of(runbook: &Runbook, key: &str, flag: &str) -> Result<usize, String> {
         let ids: Vec<String> = runbook.cells.iter().map(|c| c.name()).collect();
         let hint = crate::suggest::did_you_mean(key, ids.iter().map(String::as_str));
         format!(
-            "{flag} {key}: no such cell; {hint}(cells: {})",
+            "{flag} {key}: no such cell ({hint}cells: {})",
             ids.join(", ")
         )
     })
