@@ -699,3 +699,15 @@ fn the_summary_counts_cells_that_never_ran_and_a_skipped_cell_gets_one_line() {
         .code(1);
     assert!(!plain.stderr.contains('\x1b'), "{}", plain.stderr);
 }
+
+#[test]
+fn cwd_is_relative_to_the_runbooks_folder_wherever_runbook_is_started() {
+    // Found by the reference docs: a runbook in a subfolder with `cwd=`.
+    let test = Test::new();
+    test.write("docs/work/marker", "");
+    test.write("docs/doc.md", "```bash {cwd=work}\nls\n```\n\n```python {cwd=work}\nimport os\nprint(sorted(os.listdir('.')))\n```\n");
+    test.run(&["run", "docs/doc.md"]).code(0);
+    let doc = test.read("docs/doc.md");
+    assert!(doc.contains("```output\nmarker\n```"), "{doc}");
+    assert!(doc.contains("```output\n['marker']\n```"), "{doc}");
+}

@@ -352,7 +352,12 @@ impl Executor<'_, '_> {
             .options
             .cwd
             .as_ref()
-            .map(|dir| self.plan.folder.join(dir));
+            // Absolute: the kernel already runs in the runbook's folder, so
+            // a relative `docs/work` would be looked for in `docs/docs/work`.
+            .map(|dir| {
+                let joined = self.plan.folder.join(dir);
+                std::path::absolute(&joined).unwrap_or(joined)
+            });
         let mut attempt_number = 1;
         let attempt = loop {
             if attempt_number > 1 {
