@@ -445,3 +445,25 @@ fn did_you_mean_for_attributes_variables_cell_ids_and_front_matter_keys() {
         run.stderr
     );
 }
+
+#[test]
+fn shellcheck_findings_are_reported_at_the_runbooks_line() {
+    if runbook::tools::find_on_path("shellcheck", None).is_none() {
+        eprintln!("skipped: shellcheck is not installed (.ci/run installs it)");
+        return;
+    }
+    let test = Test::new();
+    test.write("doc.md", "# T\n\n```bash\nmkdir -p out\ncd out\n```\n");
+    let run = test.run(&["check", "doc.md"]).code(0);
+    assert!(
+        run.stderr.contains("shellcheck: Use 'cd ... || exit'"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("doc.md:5:1"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("1 cell, 0 errors, 1 warning"),
+        "{}",
+        run.stdout
+    );
+}

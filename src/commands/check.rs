@@ -156,6 +156,9 @@ pub fn check(path: &Path) -> Report {
         .diagnostics
         .extend(crate::pwsh::warnings(&loaded.source, runbook, &known));
     report.diagnostics.extend(syntax_errors(&loaded, &vars));
+    report
+        .diagnostics
+        .extend(shellcheck_warnings(&loaded, &vars));
     report.tools = tools(&loaded);
     for tool in report
         .tools
@@ -295,6 +298,92 @@ fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
         );
     }
     diagnostics
+}
+
+/// ShellCheck's findings (warnings and errors) on each shell cell as it
+/// would render, at the runbook's file and line, when `shellcheck` is on
+/// PATH. Left out: SC2154 (a variable not assigned here: runbook passes
+/// params and captures in the environment) and SC2034 (assigned but not
+/// used here: a later cell may use it).
+fn shellcheck_warnings(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
+    let Some(shellcheck) = find_on_path("shellcheck", None) else {
+        return Vec::new();
+    };
+    let env = environment();
+    let values = vars.with_placeholders(&loaded.runbook);
+    let masker = vars.masker();
+    let index = LineIndex::new(&loaded.source);
+    let mut diagnostics = Vec::new();
+    for cell in &loaded.runbook.cells {
+        let Some(interpreter) = cell.interpreter().filter(|i| i.is_posix_shell()) else {
+            continue;
+        };
+        if cell.options.skip || interpreter == Interpreter::Zsh {
+            continue;
+        }
+        let Ok(script) = render(&env, &cell.body, &values, true) else {
+            continue;
+        };
+        // A cell `bash -n` rejects is reported once, by that check.
+        if syntax_check(interpreter.program(), &script).is_some() {
+            continue;
+        }
+        let Some(output) = run_with_input(
+            Command::new(&shellcheck).args([
+                "--shell",
+                interpreter.program(),
+                "--severity=warning",
+                "--exclude=SC2154,SC2034",
+                "--format=gcc",
+                "-",
+            ]),
+            &script,
+        ) else {
+            continue;
+        };
+        // -:LINE:COLUMN: warning: message [SCnnnn]
+        for finding in output.lines() {
+            let mut parts = finding.splitn(4, ':');
+            let (Some(_), Some(line), Some(column), Some(rest)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(line), Ok(column)) = (line.parse::<usize>(), column.parse::<usize>()) else {
+                continue;
+            };
+            let line = cell.line + line.min(cell.body.lines().count().max(1));
+            let start = index.offset_of_line(line);
+            let end = crate::lines::line_end(&loaded.source, start);
+            let at = (start + cell.prefix.len() + column.saturating_sub(1)).min(end);
+            let message = masker.mask(
+                rest.trim()
+                    .trim_start_matches("warning: ")
+                    .trim_start_matches("error: "),
+            );
+            diagnostics.push(
+                Diagnostic::warning(
+                    format!("shellcheck: {message}"),
+                    at..(at + 1).min(end).max(at),
+                )
+                .help("ShellCheck's finding on this cell as rendered"),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// Runs `command` with `input` on its stdin; returns its stdout.
+fn run_with_input(command: &mut Command, input: &str) -> Option<String> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let _ = child.stdin.take()?.write_all(input.as_bytes());
+    let output = child.wait_with_output().ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn syntax_check(program: &str, script: &str) -> Option<String> {
@@ -438,9 +527,11 @@ pub fn print(reports: &[Report], json: bool, color: bool) -> i32 {
             }
         }
         if !json {
+            let cells = report.loaded.as_ref().map_or(0, |l| l.runbook.cells.len());
             println!(
-                "{name}: {} cells, {} error{}, {} warning{}",
-                report.loaded.as_ref().map_or(0, |l| l.runbook.cells.len()),
+                "{name}: {} cell{}, {} error{}, {} warning{}",
+                cells,
+                if cells == 1 { "" } else { "s" },
                 report.errors(),
                 if report.errors() == 1 { "" } else { "s" },
                 report.warnings(),
