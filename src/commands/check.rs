@@ -155,10 +155,16 @@ pub fn check(path: &Path) -> Report {
     report
         .diagnostics
         .extend(crate::pwsh::warnings(&loaded.source, runbook, &known));
-    report.diagnostics.extend(syntax_errors(&loaded, &vars));
-    report
-        .diagnostics
-        .extend(shellcheck_warnings(&loaded, &vars));
+    let shell_cells = rendered_shell_cells(&loaded, &vars);
+    let masker = vars.masker();
+    let (syntax, rejected) = syntax_errors(&loaded, &shell_cells, &masker);
+    report.diagnostics.extend(syntax);
+    report.diagnostics.extend(shellcheck_warnings(
+        &loaded,
+        &shell_cells,
+        &rejected,
+        &masker,
+    ));
     report.tools = tools(&loaded);
     for tool in report
         .tools
@@ -249,26 +255,44 @@ fn handles_unset(code: &str, name: &str) -> bool {
     all
 }
 
-/// `bash -n` (or `sh -n`, `zsh -n`) on each shell cell as it would render.
-fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
+/// Each shell cell that is not skipped and whose interpreter is on PATH,
+/// as it would render (captures as `<NAME>`, secrets as `[masked:NAME]`).
+fn rendered_shell_cells<'a>(
+    loaded: &'a Loaded,
+    vars: &crate::vars::Vars,
+) -> Vec<(&'a crate::document::Cell, Interpreter, String)> {
     let env = environment();
     let values = vars.with_placeholders(&loaded.runbook);
-    let masker = vars.masker();
+    loaded
+        .runbook
+        .cells
+        .iter()
+        .filter(|cell| !cell.options.skip)
+        .filter_map(|cell| {
+            let interpreter = cell.interpreter().filter(|i| i.is_posix_shell())?;
+            find_on_path(interpreter.program(), None)?;
+            let script = render(&env, &cell.body, &values, true).ok()?;
+            Some((cell, interpreter, script))
+        })
+        .collect()
+}
+
+/// `bash -n` (or `sh -n`, `zsh -n`) on each shell cell as it would render;
+/// also the numbers of the cells it rejects.
+fn syntax_errors(
+    loaded: &Loaded,
+    cells: &[(&crate::document::Cell, Interpreter, String)],
+    masker: &crate::secrets::Masker,
+) -> (Vec<Diagnostic>, BTreeSet<usize>) {
     let index = LineIndex::new(&loaded.source);
     let mut diagnostics = Vec::new();
-    for cell in &loaded.runbook.cells {
-        let Some(interpreter) = cell.interpreter().filter(|i| i.is_posix_shell()) else {
+    let mut rejected = BTreeSet::new();
+    for (cell, interpreter, script) in cells {
+        let (cell, interpreter) = (*cell, *interpreter);
+        let Some(message) = syntax_check(interpreter.program(), script) else {
             continue;
         };
-        if cell.options.skip || find_on_path(interpreter.program(), None).is_none() {
-            continue;
-        }
-        let Ok(script) = render(&env, &cell.body, &values, true) else {
-            continue;
-        };
-        let Some(message) = syntax_check(interpreter.program(), &script) else {
-            continue;
-        };
+        rejected.insert(cell.number);
         let message = masker.mask(&message);
         // "bash: line 3: syntax error near unexpected token `fi'"
         let line_in_cell = message
@@ -297,7 +321,7 @@ fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
             )),
         );
     }
-    diagnostics
+    (diagnostics, rejected)
 }
 
 /// ShellCheck's findings (warnings and errors) on each shell cell as it
@@ -305,27 +329,22 @@ fn syntax_errors(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
 /// PATH. Left out: SC2154 (a variable not assigned here: runbook passes
 /// params and captures in the environment) and SC2034 (assigned but not
 /// used here: a later cell may use it).
-fn shellcheck_warnings(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
+fn shellcheck_warnings(
+    loaded: &Loaded,
+    cells: &[(&crate::document::Cell, Interpreter, String)],
+    rejected: &BTreeSet<usize>,
+    masker: &crate::secrets::Masker,
+) -> Vec<Diagnostic> {
     let Some(shellcheck) = find_on_path("shellcheck", None) else {
         return Vec::new();
     };
-    let env = environment();
-    let values = vars.with_placeholders(&loaded.runbook);
-    let masker = vars.masker();
     let index = LineIndex::new(&loaded.source);
     let mut diagnostics = Vec::new();
-    for cell in &loaded.runbook.cells {
-        let Some(interpreter) = cell.interpreter().filter(|i| i.is_posix_shell()) else {
-            continue;
-        };
-        if cell.options.skip || interpreter == Interpreter::Zsh {
-            continue;
-        }
-        let Ok(script) = render(&env, &cell.body, &values, true) else {
-            continue;
-        };
-        // A cell `bash -n` rejects is reported once, by that check.
-        if syntax_check(interpreter.program(), &script).is_some() {
+    for (cell, interpreter, script) in cells {
+        let (cell, interpreter) = (*cell, *interpreter);
+        // ShellCheck knows no zsh, and a cell `bash -n` rejects is
+        // reported once, by that check.
+        if interpreter == Interpreter::Zsh || rejected.contains(&cell.number) {
             continue;
         }
         let Some(output) = run_with_input(
@@ -337,7 +356,7 @@ fn shellcheck_warnings(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnos
                 "--format=gcc",
                 "-",
             ]),
-            &script,
+            script,
         ) else {
             continue;
         };
