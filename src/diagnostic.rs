@@ -83,7 +83,9 @@ impl Diagnostic {
             termcolor::Buffer::no_color()
         };
         term::emit(&mut buffer, &config, &file, &report).expect("writing to memory");
-        String::from_utf8_lossy(buffer.as_slice()).into_owned()
+        // One line end: callers put one blank line between diagnostics.
+        let text = String::from_utf8_lossy(buffer.as_slice());
+        format!("{}\n", text.trim_end_matches('\n'))
     }
 }
 
