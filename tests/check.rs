@@ -90,7 +90,7 @@ fn check_passes_a_good_runbook_and_reports_parse_errors_of_bad_ones() {
         run.stderr
     );
     assert!(
-        run.stdout.contains("broken.md: 0 cells, 2 errors"),
+        run.stdout.contains("broken.md: 2 cells, 2 errors"),
         "{}",
         run.stdout
     );

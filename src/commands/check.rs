@@ -546,7 +546,13 @@ pub fn print(reports: &[Report], json: bool, color: bool) -> i32 {
             }
         }
         if !json {
-            let cells = report.loaded.as_ref().map_or(0, |l| l.runbook.cells.len());
+            // A file that does not parse still has its cells counted.
+            let cells = report.loaded.as_ref().map_or(0, |l| {
+                l.runbook
+                    .cells
+                    .len()
+                    .max(crate::parser::count_cells(&l.source))
+            });
             println!(
                 "{name}: {} cell{}, {} error{}, {} warning{}",
                 cells,

@@ -48,6 +48,25 @@ fn options() -> Options {
 }
 
 /// Parses a runbook. All problems found are returned together.
+/// How many fenced blocks of a document would be cells (by the language of
+/// their info string, or a `file=`), whether or not the document parses:
+/// for counts that agree with the file when it has errors.
+pub fn count_cells(source: &str) -> usize {
+    Parser::new_ext(source, options())
+        .filter(|event| match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
+                let word = info
+                    .trim_start()
+                    .split(|c: char| c.is_whitespace() || c == '{')
+                    .next()
+                    .unwrap_or("");
+                interpreter_for(word, Interpreter::Bash).is_some() || info.contains("file=")
+            }
+            _ => false,
+        })
+        .count()
+}
+
 pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     let base = if source.starts_with('\u{feff}') { 3 } else { 0 };
     let mut state = State {
