@@ -467,3 +467,17 @@ fn shellcheck_findings_are_reported_at_the_runbooks_line() {
         run.stdout
     );
 }
+
+#[test]
+fn carets_point_at_tokens_and_undefined_variables_come_in_source_order() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash\nif true; then echo x; fi fi\n```\n\n```bash\necho {{ ZED }} {{ ALPHA }}\n```\n",
+    );
+    let run = test.run(&["check", "doc.md"]).code(1);
+    assert!(run.stderr.contains("--> doc.md:2:26\n"), "{}", run.stderr);
+    let zed = run.stderr.find("undefined variable ZED").unwrap();
+    let alpha = run.stderr.find("undefined variable ALPHA").unwrap();
+    assert!(zed < alpha, "{}", run.stderr);
+}

@@ -310,15 +310,27 @@ fn syntax_errors(
             .split_once(": line ")
             .and_then(|(_, rest)| rest.split_once(": "))
             .map_or(message.trim().to_string(), |(_, m)| m.to_string());
+        // The caret goes on the token bash names ("unexpected token `fi'"),
+        // or on the whole line when it names none.
+        let end = crate::lines::line_end(&loaded.source, start);
+        let span = text
+            .split_once("token `")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .and_then(|(token, _)| {
+                // bash gives no column: the last such token on the line is
+                // the likelier culprit.
+                loaded.source[start..end]
+                    .rfind(token)
+                    .map(|at| start + at..start + at + token.len())
+            })
+            .unwrap_or(start..end);
         diagnostics.push(
-            Diagnostic::error(
-                format!("{} syntax: {text}", interpreter.program()),
-                start..crate::lines::line_end(&loaded.source, start),
-            )
-            .help(format!(
-                "`{} -n` rejects this cell as rendered",
-                interpreter.program()
-            )),
+            Diagnostic::error(format!("{} syntax: {text}", interpreter.program()), span).help(
+                format!(
+                    "`{} -n` rejects this cell as rendered",
+                    interpreter.program()
+                ),
+            ),
         );
     }
     (diagnostics, rejected)

@@ -71,7 +71,15 @@ pub fn undefined_variables(
         }
         match template_variables(&cell.body) {
             Ok(used) => {
-                for name in used.iter().filter(|n| *n != "env" && !defined.contains(*n)) {
+                // In the order the cell uses them, not alphabetical.
+                let mut undefined: Vec<&String> = used
+                    .iter()
+                    .filter(|n| *n != "env" && !defined.contains(*n))
+                    .collect();
+                undefined.sort_by_key(|n| {
+                    crate::template::offset_of_use(&cell.body, n).unwrap_or(usize::MAX)
+                });
+                for name in undefined {
                     let line = cell.line + line_of_use(&cell.body, name).unwrap_or(1);
                     let span = span_in_line(source, &index, line, name);
                     let so_far: Vec<&str> = defined.iter().map(String::as_str).collect();

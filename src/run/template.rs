@@ -238,9 +238,14 @@ pub fn shell_references(code: &str) -> BTreeSet<String> {
 
 /// 1-based line of the template where `name` is first used, if found.
 pub fn line_of_use(template: &str, name: &str) -> Option<usize> {
-    let re = Regex::new(&format!(r"(\{{\{{|\{{%)[^}}]*\b{}\b", regex::escape(name))).ok()?;
-    let offset = re.find(template)?.start();
+    let offset = offset_of_use(template, name)?;
     Some(template[..offset].matches('\n').count() + 1)
+}
+
+/// Byte offset of the first `{{`/`{%` that reads `name`, if found.
+pub fn offset_of_use(template: &str, name: &str) -> Option<usize> {
+    let re = Regex::new(&format!(r"(\{{\{{|\{{%)[^}}]*\b{}\b", regex::escape(name))).ok()?;
+    Some(re.find(template)?.start())
 }
 
 #[cfg(test)]
