@@ -268,7 +268,7 @@ fn the_test_matrix_workflow_runs_each_share_and_adds_them_up() {
             "3",
         ])
         .code(0);
-    let workflow: serde_yaml::Value = serde_yaml::from_str(&run.stdout).unwrap();
+    let workflow: serde_norway::Value = serde_norway::from_str(&run.stdout).unwrap();
     let steps = workflow["jobs"]["test"]["steps"].as_sequence().unwrap();
     let share_script = steps[2]["run"].as_str().unwrap().to_string();
     let summary_script = workflow["jobs"]["summary"]["steps"][1]["run"]

@@ -96,7 +96,7 @@ fn export_to_github_actions() {
     let run = test
         .run(&["export", "lab.md", "--to", "github-actions"])
         .code(0);
-    let workflow: serde_yaml::Value = serde_yaml::from_str(&run.stdout).unwrap();
+    let workflow: serde_norway::Value = serde_norway::from_str(&run.stdout).unwrap();
     let inputs = &workflow["on"]["workflow_dispatch"]["inputs"];
     assert_eq!(inputs["ENV"]["default"], "dev");
     assert!(

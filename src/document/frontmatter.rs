@@ -40,7 +40,7 @@ struct Document {
 struct RawSettings {
     shell: Option<String>,
     #[serde(default)]
-    params: serde_yaml::Mapping,
+    params: serde_norway::Mapping,
     #[serde(default)]
     secrets: Vec<String>,
     #[serde(default)]
@@ -77,7 +77,7 @@ fn with_suggestion(message: String) -> String {
 
 /// Reads the `runbook:` key of a front matter's YAML text.
 pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
-    let error = |e: serde_yaml::Error| FrontMatterError {
+    let error = |e: serde_norway::Error| FrontMatterError {
         line: e.location().map(|l| l.line()),
         message: with_suggestion(crate::diagnostic::without_location(e.to_string())),
     };
@@ -86,12 +86,12 @@ pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
     }
     // A document may open with `---` for other reasons (a thematic break);
     // only a YAML mapping, or text that mentions our key, is front matter.
-    match serde_yaml::from_str::<serde_yaml::Value>(yaml) {
-        Ok(serde_yaml::Value::Mapping(_)) => {}
+    match serde_norway::from_str::<serde_norway::Value>(yaml) {
+        Ok(serde_norway::Value::Mapping(_)) => {}
         Err(e) if yaml.contains("runbook:") => return Err(error(e)),
         _ => return Ok(Settings::default()),
     }
-    let document: Document = serde_yaml::from_str(yaml).map_err(error)?;
+    let document: Document = serde_norway::from_str(yaml).map_err(error)?;
     let Some(raw) = document.runbook else {
         return Ok(Settings::default());
     };

@@ -172,8 +172,8 @@ pub fn read_params_file(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let value: Value = if extension == "json" {
         serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?
     } else {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+        let yaml: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
         serde_json::to_value(yaml).map_err(|e| format!("{name}: {e}"))?
     };
     match value {
