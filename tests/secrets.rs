@@ -128,7 +128,12 @@ fn run_watching(test: &Test, args: &[&str], env: &[(&str, &str)]) -> (String, St
     (out.join().unwrap(), err.join().unwrap(), seen)
 }
 
+/// The command lines of `root`'s descendants. A child caught between fork
+/// and exec still shows `root`'s own command line (the caller's, with the
+/// `--secret` the caller typed): that one is not the child's, and is left
+/// out.
 fn descendants_cmdlines(root: u32) -> Vec<String> {
+    let own = std::fs::read(format!("/proc/{root}/cmdline")).unwrap_or_default();
     let mut parents = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry
@@ -158,7 +163,9 @@ fn descendants_cmdlines(root: u32) -> Vec<String> {
         while let Some(&parent) = parents.get(&at) {
             if parent == root {
                 if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-                    found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+                    if cmdline != own {
+                        found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+                    }
                 }
                 break;
             }

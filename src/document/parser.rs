@@ -212,7 +212,15 @@ impl State<'_> {
             .sum::<usize>();
         let start = start.min(self.source.len());
         let end = line_end(self.source, start);
-        let mut diagnostic = Diagnostic::error(message, start..end);
+        // The caret goes on the line's first token (a YAML key), not on its
+        // indent: `parms` in `  parms:`.
+        let line_text = &self.source[start..end];
+        let token_start = start + (line_text.len() - line_text.trim_start().len());
+        let token_end = self.source[token_start..end]
+            .find([':', ' '])
+            .map_or(end, |at| token_start + at)
+            .max(token_start + usize::from(token_start < end));
+        let mut diagnostic = Diagnostic::error(message, token_start..token_end.min(end));
         diagnostic.help = help;
         self.diagnostics.push(diagnostic);
     }
