@@ -196,12 +196,6 @@ pub fn clean(raw: &str) -> String {
     strip_ansi_escapes::strip_str(resolved)
 }
 
-/// The text of an output block for a whole text, cleaned and cut to
-/// `limits` (nothing masked).
-pub fn block_text(raw: &str, limits: Limits) -> String {
-    cap(&clean(raw), None, "", limits)
-}
-
 /// Cuts `head` (then `tail`, after `middle` lines and bytes that are gone
 /// already) to `limits`, keeping the first and the last lines within half
 /// the budget each, with a note of what was left out. No final newline.
@@ -272,6 +266,12 @@ pub fn human_bytes(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text of an output block for a whole text, cleaned and cut to
+    /// `limits` (nothing masked).
+    fn block_text(raw: &str, limits: Limits) -> String {
+        cap(&clean(raw), None, "", limits)
+    }
 
     #[test]
     fn recordings_stay_bounded_and_never_keep_part_of_a_secret() {

@@ -95,11 +95,6 @@ impl Masker {
         short
     }
 
-    /// Whether no secret value is known (token shapes are still masked).
-    pub fn knows_none(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// Known values first (longest first), then token shapes, then short
     /// values, which would otherwise cut into tokens and longer secrets.
     pub fn mask(&self, text: &str) -> String {

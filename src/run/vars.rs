@@ -83,13 +83,13 @@ impl Vars {
                 crate::template::Placeholder::value(name, true),
             );
         }
-        let env = std::env::vars().map(|(k, v)| {
-            let value = if secrets.contains(&k) {
+        let env = caller_env_map().iter().map(|(k, v)| {
+            let value = if secrets.contains(k) {
                 crate::template::Placeholder::value(&format!("env.{k}"), true)
             } else {
-                minijinja::Value::from(v)
+                minijinja::Value::from(v.as_str())
             };
-            (k, value)
+            (k.clone(), value)
         });
         values.insert("env".into(), minijinja::Value::from_iter(env));
         values
@@ -146,10 +146,13 @@ impl Vars {
 /// change during a run, and cells ask for template values one by one.
 fn caller_env() -> &'static minijinja::Value {
     static ENV: std::sync::OnceLock<minijinja::Value> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let env: BTreeMap<String, String> = std::env::vars().collect();
-        minijinja::Value::from_serialize(env)
-    })
+    ENV.get_or_init(|| minijinja::Value::from_serialize(caller_env_map()))
+}
+
+/// The caller's environment, read once.
+fn caller_env_map() -> &'static BTreeMap<String, String> {
+    static ENV: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| std::env::vars().collect())
 }
 
 /// Values given on the command line or in a params file.
