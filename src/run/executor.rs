@@ -54,6 +54,17 @@ pub struct Options {
     pub misses: Option<std::sync::Arc<dyn MissLog>>,
     /// Who else must know the run's secrets.
     pub secrets: Option<std::sync::Arc<dyn SecretLog>>,
+    /// Stop requests besides signals: each change of the value is one.
+    pub stop: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Where `confirm` cells ask, instead of the terminal.
+    pub prompts: Option<tokio::sync::mpsc::UnboundedSender<Prompt>>,
+}
+
+/// A `confirm` cell's question, answered through `reply`.
+pub struct Prompt {
+    pub index: usize,
+    pub question: String,
+    pub reply: tokio::sync::oneshot::Sender<bool>,
 }
 
 impl Default for Options {
@@ -68,6 +79,8 @@ impl Default for Options {
             extra_env: Vec::new(),
             misses: None,
             secrets: None,
+            stop: None,
+            prompts: None,
         }
     }
 }
@@ -114,20 +127,37 @@ impl Emitter<'_> {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP, as one stream of "stop now".
+/// SIGINT, SIGTERM, SIGHUP and the caller's stop requests, as one stream
+/// of "stop now".
 struct Interrupts {
     interrupt: Option<Signal>,
     terminate: Option<Signal>,
     hangup: Option<Signal>,
+    stop: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Interrupts {
-    fn new() -> Interrupts {
+    fn new(stop: Option<tokio::sync::watch::Receiver<u64>>) -> Interrupts {
         Interrupts {
             interrupt: signal(SignalKind::interrupt()).ok(),
             terminate: signal(SignalKind::terminate()).ok(),
             hangup: signal(SignalKind::hangup()).ok(),
+            stop,
         }
+    }
+
+    /// Stop requests made before now are old news.
+    fn forget(&mut self) {
+        if let Some(stop) = &mut self.stop {
+            stop.borrow_and_update();
+        }
+    }
+
+    /// Whether a stop was asked for since the run began.
+    fn asked(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.has_changed().unwrap_or(false))
     }
 
     async fn recv(&mut self) {
@@ -139,10 +169,19 @@ impl Interrupts {
                 None => std::future::pending().await,
             }
         }
+        async fn asked(stop: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+            if let Some(stop) = stop {
+                if stop.changed().await.is_ok() {
+                    return;
+                }
+            }
+            std::future::pending().await
+        }
         tokio::select! {
             _ = next(&mut self.interrupt) => {}
             _ = next(&mut self.terminate) => {}
             _ = next(&mut self.hangup) => {}
+            _ = asked(&mut self.stop) => {}
         }
     }
 }
@@ -193,15 +232,12 @@ struct Attempt {
 /// Most stdout a capture keeps; past it the capture fails.
 pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 
+/// One run of cells in a session.
 struct Executor<'a, 's> {
-    plan: &'a Plan<'a>,
-    options: &'a Options,
+    s: &'a mut Session,
+    runbook: &'a Runbook,
+    cells: &'a [usize],
     emitter: Emitter<'s>,
-    vars: Vars,
-    masker: Masker,
-    kernels: BTreeMap<&'static str, Kernel>,
-    interrupts: Interrupts,
-    env: minijinja::Environment<'static>,
 }
 
 /// Runs the plan. Every process started is gone when this returns.
@@ -211,34 +247,18 @@ pub async fn execute(
     options: &Options,
     emitter: Emitter<'_>,
 ) -> Outcome {
-    crate::procs::become_subreaper();
-    let (masker, short) = vars.masker_and_short();
-    warn_short(&short);
-    let mut executor = Executor {
-        plan,
-        options,
-        emitter,
-        vars,
-        masker,
-        kernels: BTreeMap::new(),
-        interrupts: Interrupts::new(),
-        env: environment(),
-    };
-    executor.share_secrets();
-    let status = executor.run().await;
+    let mut session = Session::new(&plan.file, plan.folder.clone(), vars, options.clone());
+    let status = session.run(plan.runbook, &plan.cells, emitter).await;
     let exported = if status == RunStatus::Interrupted {
         BTreeMap::new()
     } else {
-        executor.exported().await
+        session.exported().await
     };
-    for (_, kernel) in std::mem::take(&mut executor.kernels) {
-        kernel.shutdown().await;
-    }
-    crate::procs::kill_descendants(&[]);
+    session.end_kernels().await;
     Outcome {
         status,
-        vars: executor.vars,
-        masker: executor.masker,
+        vars: session.vars,
+        masker: session.masker,
         exported,
     }
 }
@@ -246,141 +266,97 @@ pub async fn execute(
 /// Variables every shell sets for itself, not worth restoring.
 const SHELL_OWN: [&str; 5] = ["PWD", "OLDPWD", "SHLVL", "_", "PS1"];
 
-impl Executor<'_, '_> {
-    async fn run(&mut self) -> RunStatus {
-        let started = Instant::now();
-        self.emitter.emit(Event::RunStarted {
-            file: self.plan.file.clone(),
-            cells: self.plan.cells.len(),
-        });
-        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-        let mut status = RunStatus::Passed;
-        for &index in &self.plan.cells {
-            let cell = &self.plan.runbook.cells[index];
-            let result = self.cell(index, cell).await;
-            match result {
-                Status::Passed => passed += 1,
-                Status::Skipped => skipped += 1,
-                _ => failed += 1,
-            }
-            if result == Status::Interrupted {
-                status = RunStatus::Interrupted;
-                break;
-            }
-            if result.is_failure() && !cell.options.continue_on_error {
-                status = RunStatus::Failed;
-                break;
-            }
-        }
-        self.emitter.emit(Event::RunFinished {
-            status,
-            passed,
-            failed,
-            skipped,
-            not_run: self.plan.cells.len() - passed - failed - skipped,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
-        status
+/// Kernels and values that live from one run of cells to the next: one
+/// per `runbook run`, one per document for `runbook serve`.
+pub struct Session {
+    file: String,
+    folder: PathBuf,
+    options: Options,
+    vars: Vars,
+    masker: Masker,
+    kernels: BTreeMap<&'static str, Kernel>,
+    interrupts: Interrupts,
+    env: minijinja::Environment<'static>,
+}
+
+impl Session {
+    /// A session for the runbook `file` (as reports name it) in `folder`.
+    pub fn new(file: &str, folder: PathBuf, vars: Vars, options: Options) -> Session {
+        crate::procs::become_subreaper();
+        let (masker, short) = vars.masker_and_short();
+        warn_short(&short);
+        let interrupts = Interrupts::new(options.stop.clone());
+        let session = Session {
+            file: file.to_string(),
+            folder,
+            options,
+            vars,
+            masker,
+            kernels: BTreeMap::new(),
+            interrupts,
+            env: environment(),
+        };
+        session.share_secrets();
+        session
     }
 
-    fn finished(&mut self, cell: &Cell, index: usize, started: Instant, ending: Ending) -> Status {
-        let Ending {
-            status,
-            exit,
-            recorded,
-            message,
-        } = ending;
-        let captured = match (&cell.options.capture, status) {
-            (Some(capture), Status::Passed) => vec![capture.name.clone()],
-            _ => Vec::new(),
+    /// Runs `cells` (indices into `runbook.cells`) in this session's
+    /// kernels, which stay alive afterwards.
+    pub async fn run(
+        &mut self,
+        runbook: &Runbook,
+        cells: &[usize],
+        emitter: Emitter<'_>,
+    ) -> RunStatus {
+        self.interrupts.forget();
+        let mut executor = Executor {
+            s: self,
+            runbook,
+            cells,
+            emitter,
         };
-        self.emitter.emit(Event::CellFinished {
-            index,
-            number: cell.number,
-            name: cell.name(),
-            status,
-            exit,
-            duration_ms: started.elapsed().as_millis() as u64,
-            captured,
-            recorded,
-            message: message.map(|m| self.masker.mask(&m)),
-        });
-        status
+        executor.run().await
     }
 
-    async fn cell(&mut self, index: usize, cell: &Cell) -> Status {
-        let started = Instant::now();
-        if cell.options.skip {
-            return self.finished(cell, index, started, Ending::new(Status::Skipped, 0));
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    /// Gives a variable a value, as `--set` or `--secret` would.
+    pub fn set_var(&mut self, name: &str, value: serde_json::Value, secret: bool) {
+        if secret {
+            if let serde_json::Value::String(text) = &value {
+                if self.masker.add(name, text) {
+                    warn_short(&[name.to_string()]);
+                }
+            }
         }
-        let shell = match &cell.kind {
-            CellKind::Code { interpreter } => interpreter.is_posix_shell(),
-            CellKind::File { .. } => false,
-        };
-        let rendered = self.render(cell, shell);
-        self.started(index, cell, shell, 1);
-        let interpreter = match &cell.kind {
-            CellKind::File { path, mode } => {
-                let written = rendered.and_then(|text| self.write_file(&text, path, *mode));
-                let ending = match written {
-                    Ok(()) => Ending::new(Status::Passed, 0).message(format!("wrote {path}")),
-                    Err(message) => Ending::new(Status::Failed, 1).message(message),
-                };
-                return self.finished(cell, index, started, ending);
-            }
-            CellKind::Code { interpreter } => *interpreter,
-        };
-        let code = match rendered {
-            Ok(code) => code,
-            Err(message) => {
-                let ending = Ending {
-                    recorded: Some(self.masker.mask(&message)),
-                    ..Ending::new(Status::Failed, 2).message(message)
-                };
-                return self.finished(cell, index, started, ending);
-            }
-        };
-        if cell.options.confirm && !self.options.yes && !confirm(cell) {
-            return self.finished(
-                cell,
-                index,
-                started,
-                Ending::new(Status::Skipped, 0).message("not confirmed"),
-            );
+        self.vars.set(name, value, secret);
+        self.share_secrets();
+    }
+
+    /// Replaces every value: a restart begins again from these.
+    pub fn reset_vars(&mut self, vars: Vars) {
+        let (masker, _) = vars.masker_and_short();
+        // Secrets learnt so far stay masked: their values may still be in
+        // what the old kernels printed.
+        self.masker.merge(masker);
+        self.vars = vars;
+        self.share_secrets();
+    }
+
+    /// Ends every kernel and every process they started.
+    pub async fn end_kernels(&mut self) {
+        for (_, kernel) in std::mem::take(&mut self.kernels) {
+            let tag = kernel.tag().to_string();
+            kernel.shutdown().await;
+            crate::procs::kill_tagged(crate::kernel::TAG_ENV, &tag);
         }
-        let cwd = cell
-            .options
-            .cwd
-            .as_ref()
-            // Absolute: the kernel already runs in the runbook's folder, so
-            // a relative `docs/work` would be looked for in `docs/docs/work`.
-            .map(|dir| {
-                let joined = self.plan.folder.join(dir);
-                std::path::absolute(&joined).unwrap_or(joined)
-            });
-        let mut attempt_number = 1;
-        let attempt = loop {
-            if attempt_number > 1 {
-                self.started(index, cell, shell, attempt_number);
-            }
-            let attempt = self
-                .attempt(index, cell, interpreter, &code, cwd.as_deref())
-                .await;
-            let succeeded = match attempt.end {
-                End::Done(exit) | End::Exited(exit) => cell.options.expect.accepts(exit),
-                End::TimedOut | End::Interrupted => false,
-            };
-            if succeeded || attempt.end == End::Interrupted || attempt_number > cell.options.retries
-            {
-                break attempt;
-            }
-            attempt_number += 1;
-            tokio::select! {
-                _ = tokio::time::sleep(cell.options.retry_delay) => {}
-                _ = self.interrupts.recv() => break Attempt { end: End::Interrupted, ..attempt },
-            }
-        };
-        self.conclude(index, cell, attempt, started)
+        crate::procs::kill_descendants(&[]);
     }
 
     /// Tells whoever must know (the replay matcher) every secret known now.
@@ -390,185 +366,12 @@ impl Executor<'_, '_> {
         }
     }
 
-    /// Renders a cell with the run's values. Whatever an expression that
-    /// reads a secret renders to is a secret too, and is masked from now on.
-    fn render(&mut self, cell: &Cell, shell: bool) -> Result<String, String> {
-        let values = self.vars.template_values();
-        let secrets = self.vars.secret_names();
-        if !secrets.is_empty() {
-            for (name, expression) in expressions_reading(&cell.body, &secrets) {
-                let derived = render(
-                    &self.env,
-                    &format!("{{{{ {expression} }}}}"),
-                    &values,
-                    false,
-                );
-                // Very short derived values (a length, a flag) are not
-                // secrets worth blotting out every digit for.
-                if let Some(derived) = derived.ok().filter(|d| d.chars().count() >= SHORT) {
-                    self.masker.add(&name, &derived);
-                }
-            }
-            self.share_secrets();
-        }
-        render(&self.env, &cell.body, &values, shell).map_err(|e| self.template_error(cell, &e))
-    }
-
-    /// Reports that an attempt at a cell starts.
-    fn started(&mut self, index: usize, cell: &Cell, shell: bool, attempt: u32) {
-        let rendered = self.public_rendering(cell, shell);
-        self.emitter.emit(Event::CellStarted {
-            index,
-            number: cell.number,
-            name: cell.name(),
-            lang: cell.lang.clone(),
-            rendered,
-            attempt,
-        });
-    }
-
-    /// The cell rendered with every secret standing in as `[masked:NAME]`:
-    /// shown in events and hashed into the state, it holds no secret.
-    fn public_rendering(&self, cell: &Cell, shell: bool) -> String {
-        let public = render(
-            &self.env,
-            &cell.body,
-            &self.vars.public_template_values(),
-            shell,
-        )
-        .unwrap_or_else(|_| cell.body.clone());
-        self.masker.mask(&public)
-    }
-
-    /// Turns an attempt into the cell's result: capture, recorded text.
-    fn conclude(
-        &mut self,
-        index: usize,
-        cell: &Cell,
-        mut attempt: Attempt,
-        started: Instant,
-    ) -> Status {
-        let (mut status, exit, note) = match attempt.end {
-            End::Done(exit) | End::Exited(exit) => {
-                let status = if cell.options.expect.accepts(exit) {
-                    Status::Passed
-                } else {
-                    Status::Failed
-                };
-                (status, exit, None)
-            }
-            End::TimedOut => {
-                let limit = cell
-                    .options
-                    .timeout
-                    .map(format_duration)
-                    .unwrap_or_default();
-                (
-                    Status::TimedOut,
-                    EXIT_TIMED_OUT,
-                    Some(format!("timed out after {limit}")),
-                )
-            }
-            End::Interrupted => (
-                Status::Interrupted,
-                EXIT_INTERRUPTED,
-                Some("interrupted".to_string()),
-            ),
-        };
-        let mut message = note.clone();
-        let misses = self
-            .options
-            .misses
-            .as_ref()
-            .map(|m| m.take())
-            .unwrap_or_default();
-        if !misses.is_empty() && matches!(attempt.end, End::Done(_) | End::Exited(_)) {
-            // A replayed call without a recording fails its cell even when a
-            // pipeline hides the shim's exit status.
-            status = Status::Failed;
-            message = Some(misses.join("\n"));
-        }
-        if let Some(capture) = &cell.options.capture {
-            let stdout = attempt.stdout.take().unwrap_or_default();
-            let text = String::from_utf8_lossy(&stdout)
-                .trim_end_matches(['\n', '\r'])
-                .to_string();
-            let parsed = if attempt.stdout_overflow {
-                Err(format!(
-                    "capture={}: stdout is over {} and is not kept",
-                    capture.name,
-                    crate::output::human_bytes(MAX_CAPTURE)
-                ))
-            } else if capture.json {
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("capture-json={}: stdout is not JSON ({e})", capture.name))
-            } else {
-                Ok(serde_json::Value::String(text.clone()))
-            };
-            if capture.secret {
-                // Masked whatever the cell's fate: a failed, timed-out or
-                // malformed secret is still a secret.
-                let mut short = Vec::new();
-                if self.masker.add(&capture.name, &text) {
-                    short.push(capture.name.clone());
-                }
-                if let Ok(value) = &parsed {
-                    short.extend(self.masker.add_json(&capture.name, value));
-                }
-                self.share_secrets();
-                warn_short(&short);
-            }
-            match parsed {
-                Ok(value) if status == Status::Passed => {
-                    self.vars.set(&capture.name, value, capture.secret);
-                }
-                Ok(_) => {}
-                Err(error) if status == Status::Passed => {
-                    status = Status::Failed;
-                    message = Some(error);
-                }
-                Err(_) => {}
-            }
-            if capture.secret && !attempt.recording.is_empty() {
-                // Held back while it ran; shown now that it can be masked.
-                let text = attempt.recording.text(self.options.limits, &self.masker);
-                self.emitter.emit(Event::Output {
-                    index,
-                    stream: Stream::Stdout,
-                    text: format!("{text}\n"),
-                });
-            }
-        }
-        let recorded = cell.options.record_output.then(|| {
-            if let Some(note) = &note {
-                attempt.recording.note(&format!("[runbook: {note}]"));
-            }
-            let mut text = attempt.recording.text(self.options.limits, &self.masker);
-            for (regex, with) in &self.options.redactions {
-                text = regex.replace_all(&text, with.as_str()).into_owned();
-            }
-            text
-        });
-        let exit = if status == Status::Failed && exit == 0 {
-            1
-        } else {
-            exit
-        };
-        let ending = Ending {
-            status,
-            exit,
-            recorded,
-            message,
-        };
-        self.finished(cell, index, started, ending)
-    }
-
     async fn kernel(&mut self, interpreter: Interpreter) -> std::io::Result<&mut Kernel> {
         let key = interpreter.program();
         if !self.kernels.contains_key(key) {
             let kernel = Kernel::start(Launch {
                 interpreter,
-                cwd: self.plan.folder.clone(),
+                cwd: self.folder.clone(),
                 env: self.env_vars(),
                 path: self.options.path.clone(),
             })
@@ -587,7 +390,7 @@ impl Executor<'_, '_> {
 
     /// What the shell kernels exported beyond the caller's environment and
     /// the runbook's variables.
-    async fn exported(&mut self) -> BTreeMap<String, String> {
+    pub async fn exported(&mut self) -> BTreeMap<String, String> {
         let mut exported = BTreeMap::new();
         let known = self.env_vars();
         for kernel in self
@@ -631,145 +434,6 @@ impl Executor<'_, '_> {
         exported
     }
 
-    async fn attempt(
-        &mut self,
-        index: usize,
-        cell: &Cell,
-        interpreter: Interpreter,
-        code: &str,
-        cwd: Option<&Path>,
-    ) -> Attempt {
-        let mut attempt = Attempt {
-            end: End::Done(0),
-            stdout: cell.options.capture.as_ref().map(|_| Vec::new()),
-            stdout_overflow: false,
-            recording: Recording::new(self.options.limits),
-        };
-        let env = self.env_vars();
-        if let Some(misses) = &self.options.misses {
-            misses.take();
-        }
-        let mut started = match self.kernel(interpreter).await {
-            Ok(kernel) => kernel.run(code, &env, cwd).await,
-            Err(e) => Err(e),
-        };
-        if started.is_err() && interpreter != Interpreter::Pwsh {
-            // The kernel may have ended after the last cell (a cell that
-            // closed its descriptors, say): start a new one, once.
-            self.drop_kernel(interpreter, false).await;
-            let note = format!(
-                "[runbook: the {} kernel had ended; started a new one, without the state of earlier cells]\n",
-                interpreter.program()
-            );
-            self.emitter.emit(Event::Output {
-                index,
-                stream: Stream::Stderr,
-                text: note,
-            });
-            started = match self.kernel(interpreter).await {
-                Ok(kernel) => kernel.run(code, &env, cwd).await,
-                Err(e) => Err(e),
-            };
-        }
-        if let Err(error) = started {
-            let message = format!("cannot start {}: {error}\n", interpreter.program());
-            self.emitter.emit(Event::Output {
-                index,
-                stream: Stream::Stderr,
-                text: message.clone(),
-            });
-            attempt.recording.push(message.as_bytes());
-            attempt.end = End::Exited(127);
-            self.drop_kernel(interpreter, false).await;
-            return attempt;
-        }
-        let deadline = cell
-            .options
-            .timeout
-            .map(|t| tokio::time::Instant::now() + t);
-        // A cell capturing a secret is shown only once the secret is known
-        // and can be masked.
-        let hold = cell.options.capture.as_ref().is_some_and(|c| c.secret);
-        let mut live = [LiveMask::default(), LiveMask::default()];
-        let mut ticker = tokio::time::interval(Duration::from_millis(100));
-        let mut stopping: Option<(End, tokio::time::Instant)> = None;
-        loop {
-            let kill_at = stopping.map(|(_, at)| at);
-            let kernel = self
-                .kernels
-                .get_mut(interpreter.program())
-                .expect("kernel running");
-            tokio::select! {
-                step = kernel.next() => match step {
-                    Step::Output(stream, bytes) => {
-                        if let (Stream::Stdout, Some(stdout)) = (stream, attempt.stdout.as_mut()) {
-                            if stdout.len() + bytes.len() <= MAX_CAPTURE {
-                                stdout.extend_from_slice(&bytes);
-                            } else {
-                                attempt.stdout_overflow = true;
-                            }
-                        }
-                        attempt.recording.push_stream(stream as usize, &bytes);
-                        if !hold {
-                            if let Some(text) = live[stream as usize].push(&bytes, &self.masker) {
-                                self.emitter.emit(Event::Output { index, stream, text });
-                            }
-                        }
-                    }
-                    Step::Done(exit) => {
-                        attempt.end = stopping.map(|(end, _)| end).unwrap_or(End::Done(exit));
-                        break;
-                    }
-                    Step::Exited(exit) => {
-                        attempt.end = stopping.map(|(end, _)| end).unwrap_or(End::Exited(exit));
-                        break;
-                    }
-                },
-                _ = sleep_until(deadline), if stopping.is_none() => {
-                    if let Some(pid) = kernel.pid() {
-                        crate::procs::signal_group(pid, libc::SIGTERM);
-                    }
-                    stopping = Some((End::TimedOut, tokio::time::Instant::now() + self.options.grace));
-                }
-                _ = self.interrupts.recv(), if stopping.is_none() => {
-                    if let Some(pid) = kernel.pid() {
-                        crate::procs::signal_group(pid, libc::SIGINT);
-                    }
-                    stopping = Some((End::Interrupted, tokio::time::Instant::now() + self.options.grace));
-                }
-                _ = sleep_until(kill_at), if kill_at.is_some() => {
-                    if let Some(pid) = kernel.pid() {
-                        crate::procs::signal_group(pid, libc::SIGKILL);
-                    }
-                    attempt.end = stopping.map(|(end, _)| end).expect("stopping");
-                    break;
-                }
-                _ = ticker.tick() => self.emitter.tick(),
-            }
-        }
-        attempt.recording.finish();
-        if !hold {
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                if let Some(text) = live[stream as usize].flush(&self.masker) {
-                    self.emitter.emit(Event::Output {
-                        index,
-                        stream,
-                        text,
-                    });
-                }
-            }
-        }
-        match attempt.end {
-            // The interpreter ended by itself: what it left running in the
-            // background lives on until the run ends.
-            End::Exited(_) => self.drop_kernel(interpreter, false).await,
-            // Stopped: the kernel and everything it started go.
-            End::TimedOut | End::Interrupted => self.drop_kernel(interpreter, true).await,
-            End::Done(_) => {}
-        }
-        attempt
-    }
-
     /// Ends a kernel whose state is lost; with `kill_jobs`, also whatever
     /// it started, wherever that went (other kernels' jobs are left alone).
     async fn drop_kernel(&mut self, interpreter: Interpreter, kill_jobs: bool) {
@@ -790,7 +454,7 @@ impl Executor<'_, '_> {
         let line = cell.line + error.line.unwrap_or(1);
         format!(
             "{}:{line}: template error in cell {}: {}",
-            self.plan.file,
+            self.file,
             cell.name(),
             error.message
         )
@@ -806,15 +470,500 @@ impl Executor<'_, '_> {
                 secret_names_in(&self.masker.mask(text))
             ));
         }
-        let target = crate::paths::inside(&self.plan.folder, path)?;
+        let target = crate::paths::inside(&self.folder, path)?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
         // A folder made above may hold a link out; check again, resolved.
-        let target = crate::paths::inside(&self.plan.folder, path)?;
+        let target = crate::paths::inside(&self.folder, path)?;
         crate::atomic::write_if_changed_with_mode(&target, text.as_bytes(), mode)
             .map_err(|e| format!("{}: {e}", target.display()))?;
         Ok(())
+    }
+}
+
+impl Executor<'_, '_> {
+    async fn run(&mut self) -> RunStatus {
+        let started = Instant::now();
+        self.emitter.emit(Event::RunStarted {
+            file: self.s.file.clone(),
+            cells: self.cells.len(),
+        });
+        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+        let mut status = RunStatus::Passed;
+        for &index in self.cells {
+            // A stop asked for between two cells ends the run there.
+            if self.s.interrupts.asked() {
+                status = RunStatus::Interrupted;
+                break;
+            }
+            let cell = &self.runbook.cells[index];
+            let result = self.cell(index, cell).await;
+            match result {
+                Status::Passed => passed += 1,
+                Status::Skipped => skipped += 1,
+                _ => failed += 1,
+            }
+            if result == Status::Interrupted {
+                status = RunStatus::Interrupted;
+                break;
+            }
+            if result.is_failure() && !cell.options.continue_on_error {
+                status = RunStatus::Failed;
+                break;
+            }
+        }
+        self.emitter.emit(Event::RunFinished {
+            status,
+            passed,
+            failed,
+            skipped,
+            not_run: self.cells.len() - passed - failed - skipped,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        status
+    }
+
+    fn finished(&mut self, cell: &Cell, index: usize, started: Instant, ending: Ending) -> Status {
+        let Ending {
+            status,
+            exit,
+            recorded,
+            message,
+        } = ending;
+        let captured = match (&cell.options.capture, status) {
+            (Some(capture), Status::Passed) => vec![capture.name.clone()],
+            _ => Vec::new(),
+        };
+        self.emitter.emit(Event::CellFinished {
+            index,
+            number: cell.number,
+            name: cell.name(),
+            status,
+            exit,
+            duration_ms: started.elapsed().as_millis() as u64,
+            captured,
+            recorded,
+            message: message.map(|m| self.s.masker.mask(&m)),
+        });
+        status
+    }
+
+    async fn cell(&mut self, index: usize, cell: &Cell) -> Status {
+        let started = Instant::now();
+        if cell.options.skip {
+            return self.finished(cell, index, started, Ending::new(Status::Skipped, 0));
+        }
+        let shell = match &cell.kind {
+            CellKind::Code { interpreter } => interpreter.is_posix_shell(),
+            CellKind::File { .. } => false,
+        };
+        let rendered = self.render(cell, shell);
+        self.started(index, cell, shell, 1);
+        let interpreter = match &cell.kind {
+            CellKind::File { path, mode } => {
+                let written = rendered.and_then(|text| self.s.write_file(&text, path, *mode));
+                let ending = match written {
+                    Ok(()) => Ending::new(Status::Passed, 0).message(format!("wrote {path}")),
+                    Err(message) => Ending::new(Status::Failed, 1).message(message),
+                };
+                return self.finished(cell, index, started, ending);
+            }
+            CellKind::Code { interpreter } => *interpreter,
+        };
+        let code = match rendered {
+            Ok(code) => code,
+            Err(message) => {
+                let ending = Ending {
+                    recorded: Some(self.s.masker.mask(&message)),
+                    ..Ending::new(Status::Failed, 2).message(message)
+                };
+                return self.finished(cell, index, started, ending);
+            }
+        };
+        if cell.options.confirm && !self.s.options.yes && !self.confirmed(index, cell).await {
+            return self.finished(
+                cell,
+                index,
+                started,
+                Ending::new(Status::Skipped, 0).message("not confirmed"),
+            );
+        }
+        let cwd = cell
+            .options
+            .cwd
+            .as_ref()
+            // Absolute: the kernel already runs in the runbook's folder, so
+            // a relative `docs/work` would be looked for in `docs/docs/work`.
+            .map(|dir| {
+                let joined = self.s.folder.join(dir);
+                std::path::absolute(&joined).unwrap_or(joined)
+            });
+        let mut attempt_number = 1;
+        let attempt = loop {
+            if attempt_number > 1 {
+                self.started(index, cell, shell, attempt_number);
+            }
+            let attempt = self
+                .attempt(index, cell, interpreter, &code, cwd.as_deref())
+                .await;
+            let succeeded = match attempt.end {
+                End::Done(exit) | End::Exited(exit) => cell.options.expect.accepts(exit),
+                End::TimedOut | End::Interrupted => false,
+            };
+            if succeeded || attempt.end == End::Interrupted || attempt_number > cell.options.retries
+            {
+                break attempt;
+            }
+            attempt_number += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(cell.options.retry_delay) => {}
+                _ = self.s.interrupts.recv() => break Attempt { end: End::Interrupted, ..attempt },
+            }
+        };
+        self.conclude(index, cell, attempt, started)
+    }
+
+    /// Asks whether to run a `confirm` cell: where the caller asks, or on
+    /// the terminal. A stop while waiting is a no.
+    async fn confirmed(&mut self, index: usize, cell: &Cell) -> bool {
+        let Some(prompts) = &self.s.options.prompts else {
+            return confirm(cell);
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let question = format!("Run cell {} ({})?", cell.name(), cell.first_line());
+        if prompts
+            .send(Prompt {
+                index,
+                question,
+                reply,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        tokio::select! {
+            answer = answer => answer.unwrap_or(false),
+            _ = self.s.interrupts.recv() => false,
+        }
+    }
+
+    /// Renders a cell with the run's values. Whatever an expression that
+    /// reads a secret renders to is a secret too, and is masked from now on.
+    fn render(&mut self, cell: &Cell, shell: bool) -> Result<String, String> {
+        let values = self.s.vars.template_values();
+        let secrets = self.s.vars.secret_names();
+        if !secrets.is_empty() {
+            for (name, expression) in expressions_reading(&cell.body, &secrets) {
+                let derived = render(
+                    &self.s.env,
+                    &format!("{{{{ {expression} }}}}"),
+                    &values,
+                    false,
+                );
+                // Very short derived values (a length, a flag) are not
+                // secrets worth blotting out every digit for.
+                if let Some(derived) = derived.ok().filter(|d| d.chars().count() >= SHORT) {
+                    self.s.masker.add(&name, &derived);
+                }
+            }
+            self.s.share_secrets();
+        }
+        render(&self.s.env, &cell.body, &values, shell).map_err(|e| self.s.template_error(cell, &e))
+    }
+
+    /// Reports that an attempt at a cell starts.
+    fn started(&mut self, index: usize, cell: &Cell, shell: bool, attempt: u32) {
+        let rendered = self.public_rendering(cell, shell);
+        self.emitter.emit(Event::CellStarted {
+            index,
+            number: cell.number,
+            name: cell.name(),
+            lang: cell.lang.clone(),
+            rendered,
+            attempt,
+        });
+    }
+
+    /// The cell rendered with every secret standing in as `[masked:NAME]`:
+    /// shown in events and hashed into the state, it holds no secret.
+    fn public_rendering(&self, cell: &Cell, shell: bool) -> String {
+        let public = render(
+            &self.s.env,
+            &cell.body,
+            &self.s.vars.public_template_values(),
+            shell,
+        )
+        .unwrap_or_else(|_| cell.body.clone());
+        self.s.masker.mask(&public)
+    }
+
+    /// Turns an attempt into the cell's result: capture, recorded text.
+    fn conclude(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        mut attempt: Attempt,
+        started: Instant,
+    ) -> Status {
+        let (mut status, exit, note) = match attempt.end {
+            End::Done(exit) | End::Exited(exit) => {
+                let status = if cell.options.expect.accepts(exit) {
+                    Status::Passed
+                } else {
+                    Status::Failed
+                };
+                (status, exit, None)
+            }
+            End::TimedOut => {
+                let limit = cell
+                    .options
+                    .timeout
+                    .map(format_duration)
+                    .unwrap_or_default();
+                (
+                    Status::TimedOut,
+                    EXIT_TIMED_OUT,
+                    Some(format!("timed out after {limit}")),
+                )
+            }
+            End::Interrupted => (
+                Status::Interrupted,
+                EXIT_INTERRUPTED,
+                Some("interrupted".to_string()),
+            ),
+        };
+        let mut message = note.clone();
+        let misses = self
+            .s
+            .options
+            .misses
+            .as_ref()
+            .map(|m| m.take())
+            .unwrap_or_default();
+        if !misses.is_empty() && matches!(attempt.end, End::Done(_) | End::Exited(_)) {
+            // A replayed call without a recording fails its cell even when a
+            // pipeline hides the shim's exit status.
+            status = Status::Failed;
+            message = Some(misses.join("\n"));
+        }
+        if let Some(capture) = &cell.options.capture {
+            let stdout = attempt.stdout.take().unwrap_or_default();
+            let text = String::from_utf8_lossy(&stdout)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
+            let parsed = if attempt.stdout_overflow {
+                Err(format!(
+                    "capture={}: stdout is over {} and is not kept",
+                    capture.name,
+                    crate::output::human_bytes(MAX_CAPTURE)
+                ))
+            } else if capture.json {
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("capture-json={}: stdout is not JSON ({e})", capture.name))
+            } else {
+                Ok(serde_json::Value::String(text.clone()))
+            };
+            if capture.secret {
+                // Masked whatever the cell's fate: a failed, timed-out or
+                // malformed secret is still a secret.
+                let mut short = Vec::new();
+                if self.s.masker.add(&capture.name, &text) {
+                    short.push(capture.name.clone());
+                }
+                if let Ok(value) = &parsed {
+                    short.extend(self.s.masker.add_json(&capture.name, value));
+                }
+                self.s.share_secrets();
+                warn_short(&short);
+            }
+            match parsed {
+                Ok(value) if status == Status::Passed => {
+                    self.s.vars.set(&capture.name, value, capture.secret);
+                }
+                Ok(_) => {}
+                Err(error) if status == Status::Passed => {
+                    status = Status::Failed;
+                    message = Some(error);
+                }
+                Err(_) => {}
+            }
+            if capture.secret && !attempt.recording.is_empty() {
+                // Held back while it ran; shown now that it can be masked.
+                let text = attempt
+                    .recording
+                    .text(self.s.options.limits, &self.s.masker);
+                self.emitter.emit(Event::Output {
+                    index,
+                    stream: Stream::Stdout,
+                    text: format!("{text}\n"),
+                });
+            }
+        }
+        let recorded = cell.options.record_output.then(|| {
+            if let Some(note) = &note {
+                attempt.recording.note(&format!("[runbook: {note}]"));
+            }
+            let mut text = attempt
+                .recording
+                .text(self.s.options.limits, &self.s.masker);
+            for (regex, with) in &self.s.options.redactions {
+                text = regex.replace_all(&text, with.as_str()).into_owned();
+            }
+            text
+        });
+        let exit = if status == Status::Failed && exit == 0 {
+            1
+        } else {
+            exit
+        };
+        let ending = Ending {
+            status,
+            exit,
+            recorded,
+            message,
+        };
+        self.finished(cell, index, started, ending)
+    }
+
+    async fn attempt(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        interpreter: Interpreter,
+        code: &str,
+        cwd: Option<&Path>,
+    ) -> Attempt {
+        let mut attempt = Attempt {
+            end: End::Done(0),
+            stdout: cell.options.capture.as_ref().map(|_| Vec::new()),
+            stdout_overflow: false,
+            recording: Recording::new(self.s.options.limits),
+        };
+        let env = self.s.env_vars();
+        if let Some(misses) = &self.s.options.misses {
+            misses.take();
+        }
+        let mut started = match self.s.kernel(interpreter).await {
+            Ok(kernel) => kernel.run(code, &env, cwd).await,
+            Err(e) => Err(e),
+        };
+        if started.is_err() && interpreter != Interpreter::Pwsh {
+            // The kernel may have ended after the last cell (a cell that
+            // closed its descriptors, say): start a new one, once.
+            self.s.drop_kernel(interpreter, false).await;
+            let note = format!(
+                "[runbook: the {} kernel had ended; started a new one, without the state of earlier cells]\n",
+                interpreter.program()
+            );
+            self.emitter.emit(Event::Output {
+                index,
+                stream: Stream::Stderr,
+                text: note,
+            });
+            started = match self.s.kernel(interpreter).await {
+                Ok(kernel) => kernel.run(code, &env, cwd).await,
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(error) = started {
+            let message = format!("cannot start {}: {error}\n", interpreter.program());
+            self.emitter.emit(Event::Output {
+                index,
+                stream: Stream::Stderr,
+                text: message.clone(),
+            });
+            attempt.recording.push(message.as_bytes());
+            attempt.end = End::Exited(127);
+            self.s.drop_kernel(interpreter, false).await;
+            return attempt;
+        }
+        let deadline = cell
+            .options
+            .timeout
+            .map(|t| tokio::time::Instant::now() + t);
+        // A cell capturing a secret is shown only once the secret is known
+        // and can be masked.
+        let hold = cell.options.capture.as_ref().is_some_and(|c| c.secret);
+        let mut live = [LiveMask::default(), LiveMask::default()];
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        let mut stopping: Option<(End, tokio::time::Instant)> = None;
+        loop {
+            let kill_at = stopping.map(|(_, at)| at);
+            let kernel = self
+                .s
+                .kernels
+                .get_mut(interpreter.program())
+                .expect("kernel running");
+            tokio::select! {
+                step = kernel.next() => match step {
+                    Step::Output(stream, bytes) => {
+                        if let (Stream::Stdout, Some(stdout)) = (stream, attempt.stdout.as_mut()) {
+                            if stdout.len() + bytes.len() <= MAX_CAPTURE {
+                                stdout.extend_from_slice(&bytes);
+                            } else {
+                                attempt.stdout_overflow = true;
+                            }
+                        }
+                        attempt.recording.push_stream(stream as usize, &bytes);
+                        if !hold {
+                            if let Some(text) = live[stream as usize].push(&bytes, &self.s.masker) {
+                                self.emitter.emit(Event::Output { index, stream, text });
+                            }
+                        }
+                    }
+                    Step::Done(exit) => {
+                        attempt.end = stopping.map(|(end, _)| end).unwrap_or(End::Done(exit));
+                        break;
+                    }
+                    Step::Exited(exit) => {
+                        attempt.end = stopping.map(|(end, _)| end).unwrap_or(End::Exited(exit));
+                        break;
+                    }
+                },
+                _ = sleep_until(deadline), if stopping.is_none() => {
+                    if let Some(pid) = kernel.pid() {
+                        crate::procs::signal_group(pid, libc::SIGTERM);
+                    }
+                    stopping = Some((End::TimedOut, tokio::time::Instant::now() + self.s.options.grace));
+                }
+                _ = self.s.interrupts.recv(), if stopping.is_none() => {
+                    if let Some(pid) = kernel.pid() {
+                        crate::procs::signal_group(pid, libc::SIGINT);
+                    }
+                    stopping = Some((End::Interrupted, tokio::time::Instant::now() + self.s.options.grace));
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() => {
+                    if let Some(pid) = kernel.pid() {
+                        crate::procs::signal_group(pid, libc::SIGKILL);
+                    }
+                    attempt.end = stopping.map(|(end, _)| end).expect("stopping");
+                    break;
+                }
+                _ = ticker.tick() => self.emitter.tick(),
+            }
+        }
+        attempt.recording.finish();
+        if !hold {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if let Some(text) = live[stream as usize].flush(&self.s.masker) {
+                    self.emitter.emit(Event::Output {
+                        index,
+                        stream,
+                        text,
+                    });
+                }
+            }
+        }
+        match attempt.end {
+            // The interpreter ended by itself: what it left running in the
+            // background lives on until the run ends.
+            End::Exited(_) => self.s.drop_kernel(interpreter, false).await,
+            // Stopped: the kernel and everything it started go.
+            End::TimedOut | End::Interrupted => self.s.drop_kernel(interpreter, true).await,
+            End::Done(_) => {}
+        }
+        attempt
     }
 }
 

@@ -69,6 +69,16 @@ impl Masker {
         value.chars().count() < SHORT
     }
 
+    /// Adds every secret another masker knows.
+    pub fn merge(&mut self, other: Masker) {
+        for (name, value) in other.values {
+            if !self.values.iter().any(|(_, v)| *v == value) {
+                self.values.push((name, value));
+            }
+        }
+        self.values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    }
+
     /// Adds a secret JSON value: its compact and pretty forms, and every
     /// string inside it, named by its path (`CREDS.password`). Returns the
     /// names of the short strings.
