@@ -33,6 +33,8 @@ pub enum Command {
     List(ListArgs),
     /// Show each cell's last result and whether it changed since
     Status(StatusArgs),
+    /// Serve a runbook as a live notebook in the browser
+    Serve(Box<ServeArgs>),
     /// Find what is wrong with runbooks without running them
     Check(CheckArgs),
     /// Re-run runbooks in scratch copies and compare outputs with the recorded ones
@@ -134,6 +136,47 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The runbook
+    pub file: PathBuf,
+    /// Port to listen on (0: any free port)
+    #[arg(long, default_value_t = ServeArgs::DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on; anything but loopback lets other machines reach the page
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Open the page in the default browser
+    #[arg(long)]
+    pub open: bool,
+    /// Set a variable (overrides params)
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Read variables from a YAML, JSON or .env file
+    #[arg(long = "params", value_name = "FILE")]
+    pub params: Vec<PathBuf>,
+    /// Set a secret variable (masked everywhere, never written to disk or sent to the page)
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secret: Vec<String>,
+    /// Answer yes to cells marked `confirm` instead of asking in the page
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Cap recorded outputs: LINES, SIZE (64KiB) or both (200,64KiB)
+    #[arg(long, value_name = "LIMIT")]
+    pub max_output: Option<String>,
+    /// Answer az/kubectl/helm calls from the cassettes in DIR
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// Run the real tools even though the front matter names fixtures
+    #[arg(long, conflicts_with = "replay")]
+    pub no_replay: bool,
+}
+
+impl ServeArgs {
+    /// The port tried first (then the next ones, when busy).
+    pub const DEFAULT_PORT: u16 = 8808;
+}
+
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
     /// The runbook (or a notebook: .ipynb, .dib)
     pub file: PathBuf,

@@ -15,6 +15,7 @@ pub mod error;
 pub mod notebooks;
 pub mod replay;
 pub mod run;
+pub mod serve;
 
 // Each part's modules, also by their own names.
 pub use commands::{check, list, status, table, testing};
@@ -90,6 +91,7 @@ fn color_on_stderr() -> bool {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run(args) => commands::run::run(&args),
+        Command::Serve(args) => commands::serve::serve(&args),
         Command::Check(args) => {
             let reports: Vec<check::Report> = args.files.iter().map(|f| check::check(f)).collect();
             Ok(check::print(&reports, args.json, color_on_stderr()))

@@ -92,31 +92,20 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
         restored_env = state.env.clone();
     }
     let defined: BTreeSet<String> = vars.names().into_iter().collect();
-    let mut diagnostics = if selection.is_partial() {
-        missing_for_partial_run(&loaded, &cells, &defined)
-    } else {
-        Vec::new()
-    };
-    if !args.dry_run {
-        diagnostics.extend(secrets_nobody_gives(&loaded, &defined));
-    }
-    if !diagnostics.iter().any(Diagnostic::is_error) {
-        diagnostics.extend(undefined_variables(
-            &loaded.source,
-            &loaded.runbook,
-            &cells,
-            &defined,
-        ));
-    }
     let interceptor = interceptor(&loaded, args)?;
-    let intercepted: Vec<String> = match &interceptor {
-        Some(i) if i.mode == Mode::Replay => i.tools.clone(),
-        _ => Vec::new(),
-    };
-    // A dry run starts nothing, so it needs no interpreter or tool.
-    if !args.dry_run {
-        diagnostics.extend(preflight(&loaded, &cells, args.yes, &intercepted));
-    }
+    let intercepted = replayed_tools(interceptor.as_ref());
+    let diagnostics = problems(
+        &loaded,
+        &cells,
+        &defined,
+        Checks {
+            partial: selection.is_partial(),
+            // A dry run starts nothing, so it needs no interpreter or tool.
+            runs: !args.dry_run,
+            yes: args.yes,
+            intercepted: &intercepted,
+        },
+    );
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
         diagnostics.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
@@ -252,9 +241,60 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     })
 }
 
+/// What the problems found before a run depend on.
+pub struct Checks<'a> {
+    /// Only some cells run: what the others define must come from the state.
+    pub partial: bool,
+    /// Cells will really run (not a dry run), so interpreters, tools and
+    /// secrets must be there.
+    pub runs: bool,
+    /// `confirm` cells are answered yes.
+    pub yes: bool,
+    /// Tools answered from recordings, which need not be installed.
+    pub intercepted: &'a [String],
+}
+
+/// What stands in the way of running `cells` with `defined` variables:
+/// errors, which stop the run, and warnings.
+pub fn problems(
+    loaded: &Loaded,
+    cells: &[usize],
+    defined: &BTreeSet<String>,
+    checks: Checks,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = if checks.partial {
+        missing_for_partial_run(loaded, cells, defined)
+    } else {
+        Vec::new()
+    };
+    if checks.runs {
+        diagnostics.extend(secrets_nobody_gives(loaded, defined));
+    }
+    if !diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostics.extend(undefined_variables(
+            &loaded.source,
+            &loaded.runbook,
+            cells,
+            defined,
+        ));
+    }
+    if checks.runs {
+        diagnostics.extend(preflight(loaded, cells, checks.yes, checks.intercepted));
+    }
+    diagnostics
+}
+
+/// The tools a replaying interceptor answers for.
+pub fn replayed_tools(interceptor: Option<&Interceptor>) -> Vec<String> {
+    match interceptor {
+        Some(i) if i.mode == Mode::Replay => i.tools.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// Folds a finished run into the state: cell records, captured values of
 /// cells that passed (secrets left out), exported environment.
-fn record_state(
+pub fn record_state(
     state: &mut State,
     loaded: &Loaded,
     tracker: &Tracker,
@@ -324,7 +364,7 @@ fn check_targets(loaded: &Loaded, args: &RunArgs) -> Result<()> {
 }
 
 /// Replay or record, from the command line or the front matter's `replay:`.
-fn interceptor(loaded: &Loaded, args: &RunArgs) -> Result<Option<Interceptor>> {
+pub fn interceptor(loaded: &Loaded, args: &RunArgs) -> Result<Option<Interceptor>> {
     let settings = &loaded.runbook.settings;
     let (mode, dir) = match (&args.replay, &args.record, &settings.replay) {
         (Some(dir), _, _) => (Mode::Replay, dir.clone()),
@@ -398,7 +438,7 @@ pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {
 
 /// Front-matter secrets that neither `--secret`, the environment nor a
 /// capture of the runbook provides: errors before anything runs.
-fn secrets_nobody_gives(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<Diagnostic> {
+pub fn secrets_nobody_gives(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<Diagnostic> {
     let captured: BTreeSet<&str> = loaded
         .runbook
         .cells
@@ -424,7 +464,7 @@ fn secrets_nobody_gives(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<Diag
 }
 
 /// Params, `--params` files, `--set` and `--secret`, combined.
-fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
+pub fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
     let mut overrides = Overrides::default();
     for file in &args.params {
         overrides
@@ -469,7 +509,7 @@ fn starting_vars(loaded: &Loaded, args: &RunArgs) -> Result<Vars> {
     Ok(vars)
 }
 
-fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
+pub fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
     loaded
         .runbook
         .settings

@@ -9,7 +9,7 @@ use crate::events::Status;
 use crate::loader::Loaded;
 use crate::state::{hash, State};
 use crate::template::{environment, render};
-use crate::vars::{initial, Overrides};
+use crate::vars::{initial, Overrides, Vars};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Row {
@@ -27,13 +27,19 @@ pub struct Row {
 }
 
 pub fn rows(loaded: &Loaded, state: &State) -> Vec<Row> {
-    let env = environment();
     let mut vars = initial(&loaded.runbook.settings, &Overrides::default()).unwrap_or_default();
     for (name, value) in &state.captured {
         vars.set(name, value.clone(), false);
     }
+    rows_with(loaded, state, &vars)
+}
+
+/// The rows, cells rendered with `vars` (secrets standing in as
+/// `[masked:NAME]`, as runs hash them) to tell which are stale.
+pub fn rows_with(loaded: &Loaded, state: &State, vars: &Vars) -> Vec<Row> {
+    let env = environment();
     let masker = vars.masker();
-    let values = vars.template_values();
+    let values = vars.public_template_values();
     loaded
         .runbook
         .cells

@@ -79,6 +79,37 @@ fn splice(
     }
 }
 
+/// Replaces the code between a cell's fences with `body`, each line behind
+/// the cell's container prefix; every other byte stays. `None` when the
+/// cell has no closing fence line to keep. The caller re-parses the result
+/// to check the new code did not change the document's structure.
+pub fn replace_body(source: &str, runbook: &Runbook, cell: usize, body: &str) -> Option<String> {
+    let cell = &runbook.cells[cell];
+    let opening_end = cell.span.start + source[cell.span.start..].find('\n')? + 1;
+    let closing_start = source[..cell.insert_at].rfind('\n')? + 1;
+    if closing_start < opening_end {
+        return None;
+    }
+    let newline = runbook.newline;
+    let body = body.replace("\r\n", "\n");
+    let body = body.strip_suffix('\n').unwrap_or(&body);
+    let mut text = String::new();
+    if !body.is_empty() {
+        for line in body.split('\n') {
+            if line.is_empty() {
+                text.push_str(cell.prefix.trim_end());
+            } else {
+                text.push_str(&cell.prefix);
+                text.push_str(line);
+            }
+            text.push_str(newline);
+        }
+    }
+    let mut edited = source.to_string();
+    edited.replace_range(opening_end..closing_start, &text);
+    Some(edited)
+}
+
 /// An output block's lines, each behind `prefix`, without a final newline.
 pub fn render(output: &Output, prefix: &str, newline: &str) -> String {
     let fence = fence_for(&output.text);

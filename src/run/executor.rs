@@ -248,6 +248,7 @@ pub async fn execute(
     emitter: Emitter<'_>,
 ) -> Outcome {
     let mut session = Session::new(&plan.file, plan.folder.clone(), vars, options.clone());
+    session.forget_stops();
     let status = session.run(plan.runbook, &plan.cells, emitter).await;
     let exported = if status == RunStatus::Interrupted {
         BTreeMap::new()
@@ -308,7 +309,6 @@ impl Session {
         cells: &[usize],
         emitter: Emitter<'_>,
     ) -> RunStatus {
-        self.interrupts.forget();
         let mut executor = Executor {
             s: self,
             runbook,
@@ -316,6 +316,11 @@ impl Session {
             emitter,
         };
         executor.run().await
+    }
+
+    /// Stop requests made before now do not stop the runs that follow.
+    pub fn forget_stops(&mut self) {
+        self.interrupts.forget();
     }
 
     pub fn vars(&self) -> &Vars {

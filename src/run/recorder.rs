@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::document::Runbook;
+use crate::document::{OutputBlock, Runbook};
 use crate::events::{Event, Sink};
 use crate::snapshot::{has_wildcards, matches};
 use crate::writer::{apply, Edit, Output};
@@ -113,6 +113,23 @@ impl Recorder {
     }
 }
 
+/// The block a cell's output gets under the block recorded before: a block
+/// a person wrote with wildcards that still match stays as written.
+pub fn output_for(recorded: Option<&OutputBlock>, text: &str, exit: i32) -> Option<Output> {
+    let still_matches = recorded.is_some_and(|old| {
+        old.exit == exit && !old.literal && has_wildcards(&old.text) && matches(&old.text, text)
+    });
+    if still_matches {
+        recorded.map(|old| Output {
+            text: old.text.clone(),
+            exit: old.exit,
+            literal: false,
+        })
+    } else {
+        Output::block(text.to_string(), exit)
+    }
+}
+
 impl Sink for Recorder {
     fn event(&mut self, event: &Event) {
         match event {
@@ -123,24 +140,7 @@ impl Sink for Recorder {
                 recorded: Some(text),
                 ..
             } => {
-                let recorded = self.runbook.cells[*index].output.as_ref();
-                let still_matches = recorded.is_some_and(|old| {
-                    old.exit == *exit
-                        && !old.literal
-                        && has_wildcards(&old.text)
-                        && matches(&old.text, text)
-                });
-                // A block a person wrote with wildcards that still match
-                // stays as written.
-                let output = if still_matches {
-                    recorded.map(|old| Output {
-                        text: old.text.clone(),
-                        exit: old.exit,
-                        literal: false,
-                    })
-                } else {
-                    Output::block(text.clone(), *exit)
-                };
+                let output = output_for(self.runbook.cells[*index].output.as_ref(), text, *exit);
                 if self.edits.get(index) != Some(&output) {
                     self.edits.insert(*index, output);
                     self.dirty = true;

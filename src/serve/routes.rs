@@ -1,0 +1,185 @@
+//! The HTTP routes: the page and its assets, the model, the event stream,
+//! and the requests that change something (POST only).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+
+use super::guard::{check, Guard};
+use super::live::{Request, Shared, Which};
+use super::page;
+
+const INDEX: &str = include_str!("assets/index.html");
+const SCRIPT: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/app.css");
+
+pub fn router(shared: Arc<Shared>, guard: Arc<Guard>) -> Router {
+    Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
+        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route("/api/model", get(model))
+        .route("/api/events", get(events))
+        .route("/api/run", post(run))
+        .route("/api/stop", post(stop))
+        .route("/api/restart", post(restart))
+        .route("/api/cells/{name}", post(edit))
+        .route("/api/answer", post(answer))
+        .route("/api/secret", post(secret))
+        .layer(axum::middleware::from_fn_with_state(guard, check))
+        .with_state(shared)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The page's model of the document as it is on disk now.
+pub fn build_model(shared: &Shared) -> page::Model {
+    let live = shared.live().clone();
+    let path = &shared.path;
+    let display = path.display().to_string();
+    let source = match super::disk::read(path) {
+        Ok(source) => source,
+        Err(message) => {
+            let diagnostic = crate::diagnostic::Diagnostic::error(message, 0..0);
+            return page::broken(display, "", &[diagnostic], live);
+        }
+    };
+    match crate::parser::parse(&source) {
+        Ok(runbook) => {
+            let loaded = crate::loader::Loaded {
+                path: path.clone(),
+                source,
+                runbook,
+            };
+            let state = crate::state::load_for(path).unwrap_or_default();
+            let vars = shared.vars.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let context = page::Context {
+                state: &state,
+                vars: &vars,
+                yes: shared.yes,
+                intercepted: &shared.intercepted,
+            };
+            page::model(&loaded, &context, live)
+        }
+        Err(diagnostics) => page::broken(display, &source, &diagnostics, live),
+    }
+}
+
+async fn model(State(shared): State<Arc<Shared>>) -> Response {
+    let model = build_model(&shared);
+    Json(model).into_response()
+}
+
+async fn events(
+    State(shared): State<Arc<Shared>>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = BroadcastStream::new(shared.events.subscribe()).map(|message| {
+        // A page that fell behind fetches the whole model again.
+        let text = message.unwrap_or_else(|_| r#"{"type":"model"}"#.to_string());
+        Ok(SseEvent::default().data(text))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct RunBody {
+    /// `cell`, `all`, `from` or `to`.
+    what: String,
+    cell: Option<String>,
+}
+
+async fn run(State(shared): State<Arc<Shared>>, Json(body): Json<RunBody>) -> Response {
+    let cell = body.cell.unwrap_or_default();
+    let which = match body.what.as_str() {
+        "all" => Which::All,
+        "cell" => Which::Cell(cell),
+        "from" => Which::From(cell),
+        "to" => Which::To(cell),
+        _ => return (StatusCode::BAD_REQUEST, "what: cell, all, from or to\n").into_response(),
+    };
+    shared.run(which);
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn stop(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.stop();
+    StatusCode::ACCEPTED
+}
+
+async fn restart(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.stop();
+    let _ = shared.requests.send(Request::Restart);
+    StatusCode::ACCEPTED
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    /// The code the page showed, which must still be on disk.
+    was: String,
+    body: String,
+}
+
+async fn edit(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Json(body): Json<EditBody>,
+) -> Response {
+    let written = {
+        let _guard = shared.disk.lock().unwrap_or_else(|e| e.into_inner());
+        super::disk::edit_body(&shared.path, &name, &body.was, &body.body)
+    };
+    shared.changed();
+    match written {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(message) => (StatusCode::CONFLICT, message).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct AnswerBody {
+    id: u64,
+    yes: bool,
+}
+
+async fn answer(State(shared): State<Arc<Shared>>, Json(body): Json<AnswerBody>) -> StatusCode {
+    if shared.answer(body.id, body.yes) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CONFLICT
+    }
+}
+
+#[derive(Deserialize)]
+struct SecretBody {
+    name: String,
+    value: String,
+}
+
+async fn secret(State(shared): State<Arc<Shared>>, Json(body): Json<SecretBody>) -> Response {
+    let declared = crate::loader::load(&shared.path)
+        .map(|loaded| loaded.runbook.settings.secrets.contains(&body.name))
+        .unwrap_or(false);
+    if !declared {
+        return (
+            StatusCode::BAD_REQUEST,
+            "only secrets the front matter declares are asked for\n",
+        )
+            .into_response();
+    }
+    let _ = shared.requests.send(Request::Secret {
+        name: body.name,
+        value: body.value,
+    });
+    StatusCode::ACCEPTED.into_response()
+}
