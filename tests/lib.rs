@@ -16,4 +16,5 @@ mod quoting;
 mod replay;
 mod run;
 mod secrets;
+mod serve;
 mod state;

@@ -103,7 +103,6 @@ pub fn serve(args: &ServeArgs) -> Result<i32> {
     let (requests_sender, requests) = tokio::sync::mpsc::unbounded_channel();
     let shared = Shared::new(
         loaded.path.clone(),
-        args.yes,
         replayed_tools(interceptor.as_ref()),
         requests_sender,
     );

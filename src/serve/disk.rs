@@ -56,7 +56,14 @@ pub fn record_output(path: &Path, ran: &Cell, text: &str, exit: i32) -> Result<(
         ));
     };
     let output = output_for(runbook.cells[index].output.as_ref(), text, exit);
-    let edited = apply(&source, &runbook, &[Edit { cell: index, output }]);
+    let edited = apply(
+        &source,
+        &runbook,
+        &[Edit {
+            cell: index,
+            output,
+        }],
+    );
     write(path, &source, &edited)
 }
 
@@ -79,15 +86,20 @@ pub fn edit_body(path: &Path, name: &str, was: &str, body: &str) -> Result<(), S
     let edited = replace_body(&source, &runbook, index, body).ok_or_else(cannot)?;
     let after = parse(&edited).map_err(|_| cannot())?;
     let same_shape = after.cells.len() == runbook.cells.len()
-        && after.cells.iter().zip(&runbook.cells).enumerate().all(|(i, (a, b))| {
-            a.id == b.id
-                && a.lang == b.lang
-                && if i == index {
-                    normal(&a.body) == normal(body)
-                } else {
-                    a.body == b.body
-                }
-        });
+        && after
+            .cells
+            .iter()
+            .zip(&runbook.cells)
+            .enumerate()
+            .all(|(i, (a, b))| {
+                a.id == b.id
+                    && a.lang == b.lang
+                    && if i == index {
+                        normal(&a.body) == normal(body)
+                    } else {
+                        a.body == b.body
+                    }
+            });
     if !same_shape {
         return Err(cannot());
     }
@@ -153,7 +165,10 @@ mod tests {
         std::fs::write(&path, "```bash\necho new\n```\n").unwrap();
         let error = edit_body(&path, "1", "echo old\n", "echo mine\n").unwrap_err();
         assert!(error.contains("changed on disk"), "{error}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "```bash\necho new\n```\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "```bash\necho new\n```\n"
+        );
     }
 
     #[test]
@@ -163,12 +178,15 @@ mod tests {
         let ran = parse("```bash\necho a\n```\n").unwrap().cells[0].clone();
         std::fs::write(&path, "```bash\necho b\n```\n").unwrap();
         assert!(record_output(&path, &ran, "a", 0).is_err());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "```bash\necho b\n```\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "```bash\necho b\n```\n"
+        );
         std::fs::write(&path, "Intro added.\n\n```bash\necho a\n```\n").unwrap();
         record_output(&path, &ran, "a", 0).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "Intro added.\n\n```bash\necho a\n```\n\n```output\na\n```\n"
+            "Intro added.\n\n```bash\necho a\n```\n```output\na\n```\n"
         );
     }
 }

@@ -53,7 +53,12 @@ impl Guard {
     }
 
     /// Why a request is refused, or `None` when it may go on.
-    pub fn refusal(&self, method: &Method, query: Option<&str>, headers: &HeaderMap) -> Option<&'static str> {
+    pub fn refusal(
+        &self,
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Option<&'static str> {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if !host.is_some_and(|h| self.hosts.iter().any(|allowed| allowed == h)) {
             return Some("this server does not answer to that Host");
@@ -133,11 +138,19 @@ pub fn new_token() -> std::io::Result<String> {
 /// The middleware: refuses what the guard refuses, turns a token in the
 /// URL into the cookie (and sends the browser on without it), and adds
 /// the security headers to every response.
-pub async fn check(State(guard): State<std::sync::Arc<Guard>>, request: Request, next: Next) -> Response {
+pub async fn check(
+    State(guard): State<std::sync::Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let refusal = guard.refusal(request.method(), request.uri().query(), request.headers());
     let mut response = match refusal {
         Some(reason) => (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response(),
-        None if request.uri().query().is_some_and(|q| token_in_query(q).is_some()) => {
+        None if request
+            .uri()
+            .query()
+            .is_some_and(|q| token_in_query(q).is_some()) =>
+        {
             let path = request.uri().path().to_string();
             let mut response = Redirect::to(&path).into_response();
             if let Ok(cookie) = HeaderValue::from_str(&guard.set_cookie()) {
@@ -179,17 +192,86 @@ mod tests {
         let get = Method::GET;
         let ok = headers(&[("host", "localhost:8808"), ("cookie", cookie)]);
         assert_eq!(guard.refusal(&get, None, &ok), None);
-        assert_eq!(guard.refusal(&get, Some("token=abc"), &headers(&[("host", "127.0.0.1:8808")])), None);
+        assert_eq!(
+            guard.refusal(
+                &get,
+                Some("token=abc"),
+                &headers(&[("host", "127.0.0.1:8808")])
+            ),
+            None
+        );
         // The token in the URL counts for GET only.
-        assert!(guard.refusal(&Method::POST, Some("token=abc"), &headers(&[("host", "127.0.0.1:8808")])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("host", "127.0.0.1:8808")])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("host", "127.0.0.1:8808"), ("cookie", "runbook-token-8808=abd")])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("host", "evil.example:8808"), ("cookie", cookie)])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("host", "localhost:8809"), ("cookie", cookie)])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("cookie", cookie)])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("host", "localhost:8808"), ("cookie", cookie), ("origin", "http://evil.example")])).is_some());
-        assert!(guard.refusal(&get, None, &headers(&[("host", "localhost:8808"), ("cookie", cookie), ("origin", "null")])).is_some());
-        assert_eq!(guard.refusal(&get, None, &headers(&[("host", "localhost:8808"), ("cookie", cookie), ("origin", "http://127.0.0.1:8808")])), None);
+        assert!(guard
+            .refusal(
+                &Method::POST,
+                Some("token=abc"),
+                &headers(&[("host", "127.0.0.1:8808")])
+            )
+            .is_some());
+        assert!(guard
+            .refusal(&get, None, &headers(&[("host", "127.0.0.1:8808")]))
+            .is_some());
+        assert!(guard
+            .refusal(
+                &get,
+                None,
+                &headers(&[
+                    ("host", "127.0.0.1:8808"),
+                    ("cookie", "runbook-token-8808=abd")
+                ])
+            )
+            .is_some());
+        assert!(guard
+            .refusal(
+                &get,
+                None,
+                &headers(&[("host", "evil.example:8808"), ("cookie", cookie)])
+            )
+            .is_some());
+        assert!(guard
+            .refusal(
+                &get,
+                None,
+                &headers(&[("host", "localhost:8809"), ("cookie", cookie)])
+            )
+            .is_some());
+        assert!(guard
+            .refusal(&get, None, &headers(&[("cookie", cookie)]))
+            .is_some());
+        assert!(guard
+            .refusal(
+                &get,
+                None,
+                &headers(&[
+                    ("host", "localhost:8808"),
+                    ("cookie", cookie),
+                    ("origin", "http://evil.example")
+                ])
+            )
+            .is_some());
+        assert!(guard
+            .refusal(
+                &get,
+                None,
+                &headers(&[
+                    ("host", "localhost:8808"),
+                    ("cookie", cookie),
+                    ("origin", "null")
+                ])
+            )
+            .is_some());
+        assert_eq!(
+            guard.refusal(
+                &get,
+                None,
+                &headers(&[
+                    ("host", "localhost:8808"),
+                    ("cookie", cookie),
+                    ("origin", "http://127.0.0.1:8808")
+                ])
+            ),
+            None
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Live {
     pub running: Option<String>,
     /// Requests waiting behind it.
     pub queued: usize,
+    /// A request to run is being worked on (between its cells too).
+    pub busy: bool,
     pub variables: Vec<Variable>,
     /// A `confirm` cell's question.
     pub prompt: Option<Question>,
@@ -90,7 +92,6 @@ pub enum Request {
 /// What the handlers and the kernels' task share.
 pub struct Shared {
     pub path: PathBuf,
-    pub yes: bool,
     pub intercepted: Vec<String>,
     pub live: Mutex<Live>,
     /// Values as the page may see them: defined names and public values.
@@ -108,13 +109,11 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         path: PathBuf,
-        yes: bool,
         intercepted: Vec<String>,
         requests: mpsc::UnboundedSender<Request>,
     ) -> Shared {
         Shared {
             path,
-            yes,
             intercepted,
             live: Mutex::new(Live::default()),
             vars: Mutex::new(Vars::default()),
@@ -149,7 +148,11 @@ impl Shared {
 
     /// Answers the question `id`; false when it is no longer asked.
     pub fn answer(&self, id: u64, yes: bool) -> bool {
-        let reply = self.replies.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let reply = self
+            .replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         match reply {
             Some((asked, reply)) if asked == id => {
                 let _ = reply.send(yes);
@@ -208,11 +211,16 @@ impl Kernels {
         while let Some(request) = self.requests.recv().await {
             match request {
                 Request::Run { which, generation } => {
-                    self.shared.live().queued -= 1;
+                    {
+                        let mut live = self.shared.live();
+                        live.queued -= 1;
+                        live.busy = true;
+                    }
                     if generation == *self.shared.stop.borrow() {
                         self.run(which, generation, &mut origins, &mut exported)
                             .await;
                     }
+                    self.shared.live().busy = false;
                 }
                 Request::Restart => {
                     self.session.end_kernels().await;
@@ -317,7 +325,8 @@ impl Kernels {
             Checks {
                 partial: selection.is_partial(),
                 runs: true,
-                yes: self.shared.yes,
+                // The page asks `confirm` cells; no terminal is needed.
+                yes: true,
                 intercepted: &self.shared.intercepted,
             },
         )

@@ -98,7 +98,6 @@ impl Problem {
 pub struct Context<'a> {
     pub state: &'a State,
     pub vars: &'a Vars,
-    pub yes: bool,
     pub intercepted: &'a [String],
 }
 
@@ -110,7 +109,8 @@ pub fn model(loaded: &Loaded, context: &Context, live: Live) -> Model {
     let checks = Checks {
         partial: false,
         runs: true,
-        yes: context.yes,
+        // The page asks `confirm` cells; no terminal is needed.
+        yes: true,
         intercepted: context.intercepted,
     };
     let mut cell_problems: Vec<Vec<Problem>> = vec![Vec::new(); runbook.cells.len()];
@@ -205,10 +205,7 @@ pub fn broken(file: String, source: &str, diagnostics: &[Diagnostic], live: Live
 /// The cell whose block holds byte `at`.
 fn cell_at(runbook: &Runbook, at: usize) -> Option<usize> {
     runbook.cells.iter().position(|cell| {
-        let end = cell
-            .output
-            .as_ref()
-            .map_or(cell.insert_at, |o| o.span.end);
+        let end = cell.output.as_ref().map_or(cell.insert_at, |o| o.span.end);
         (cell.span.start..=end).contains(&at)
     })
 }
@@ -271,7 +268,10 @@ mod tests {
             "# Lab\n\n<script>fetch('/api/run',{method:'POST'})</script>\n\n<img src=x onerror=\"alert(1)\">\n\n[a](javascript:alert(1)) <a href=\"#\" onclick=\"x()\">b</a>\n\n<details><summary>more</summary>\n\n*kept*\n\n</details>\n",
         );
         assert!(html.contains("<h1>Lab</h1>"), "{html}");
-        assert!(html.contains("<details>") && html.contains("<em>kept</em>"), "{html}");
+        assert!(
+            html.contains("<details>") && html.contains("<em>kept</em>"),
+            "{html}"
+        );
         for bad in ["<script", "onerror", "onclick", "javascript:", "fetch("] {
             assert!(!html.contains(bad), "{bad} survived: {html}");
         }
@@ -290,7 +290,13 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["<h1>Title</h1>", "cell 0", "<p>Between.</p>", "cell 1", "<p>End.</p>"]
+            [
+                "<h1>Title</h1>",
+                "cell 0",
+                "<p>Between.</p>",
+                "cell 1",
+                "<p>End.</p>"
+            ]
         );
     }
 }

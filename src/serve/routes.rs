@@ -24,9 +24,18 @@ const STYLE: &str = include_str!("assets/app.css");
 
 pub fn router(shared: Arc<Shared>, guard: Arc<Guard>) -> Router {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
-        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
         .route("/api/model", get(model))
         .route("/api/events", get(events))
         .route("/api/run", post(run))
@@ -63,11 +72,14 @@ pub fn build_model(shared: &Shared) -> page::Model {
                 runbook,
             };
             let state = crate::state::load_for(path).unwrap_or_default();
-            let vars = shared.vars.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let vars = shared
+                .vars
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             let context = page::Context {
                 state: &state,
                 vars: &vars,
-                yes: shared.yes,
                 intercepted: &shared.intercepted,
             };
             page::model(&loaded, &context, live)
@@ -84,11 +96,15 @@ async fn model(State(shared): State<Arc<Shared>>) -> Response {
 async fn events(
     State(shared): State<Arc<Shared>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let stream = BroadcastStream::new(shared.events.subscribe()).map(|message| {
+    let updates = BroadcastStream::new(shared.events.subscribe()).map(|message| {
         // A page that fell behind fetches the whole model again.
-        let text = message.unwrap_or_else(|_| r#"{"type":"model"}"#.to_string());
-        Ok(SseEvent::default().data(text))
+        message.unwrap_or_else(|_| r#"{"type":"model"}"#.to_string())
     });
+    // The first message says the stream is open: the page fetches the
+    // model then, so nothing between the two is missed.
+    let stream = tokio_stream::once(r#"{"type":"hello"}"#.to_string())
+        .chain(updates)
+        .map(|text| Ok(SseEvent::default().data(text)));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -267,10 +267,10 @@ function onOutput(message) {
 
 function connect() {
   const events = new EventSource("/api/events");
-  events.onopen = () => refresh();
   events.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "output") onOutput(message);
+    else if (message.type === "hello") refresh();
     else soon();
   };
   events.onerror = () => {
