@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod check;
 mod crash;
 mod document;

@@ -139,7 +139,7 @@ function renderNotices(model) {
 function renderVariables(variables) {
   $("var-rows").replaceChildren(
     ...variables.map((v) =>
-      el("tr", {}, el("td", {}, el("code", {}, v.name)), el("td", {}, v.value), el("td", {}, v.exported ? `exported by ${v.from}` : v.from)),
+      el("tr", {}, el("td", {}, el("code", {}, v.name)), el("td", { title: v.value }, v.value), el("td", {}, v.exported ? `exported by ${v.from}` : v.from)),
     ),
   );
 }
@@ -179,7 +179,9 @@ function renderCell(cell) {
     node.append(el("pre", { class: "code" }, el("code", {}, cell.body)));
   }
   const live = cell.run;
-  const showLive = live && (running || !cell.output || live.message);
+  // While it runs, what it prints; after, the block recorded in the file
+  // (what this server saw, when nothing was recorded: `output=none`).
+  const showLive = live && (running || (!cell.output && live.text));
   if (showLive) {
     node.append(el("div", { class: "output-head" }, running ? "output (live)" : "output of the last run here"));
     node.append(el("pre", { class: "output live", "data-live": cell.name }, plain(live.text)));
