@@ -428,6 +428,7 @@ impl Session {
                 let inherited = std::env::var(name).ok();
                 if SHELL_OWN.contains(&name)
                     || name == crate::kernel::TAG_ENV
+                    || (name == "PATH" && self.options.path.as_deref() == Some(value))
                     || inherited.as_deref() == Some(value)
                     || known.get(name).map(String::as_str) == Some(value)
                     || self.masker.mask(value) != value

@@ -139,7 +139,11 @@ function renderNotices(model) {
 function renderVariables(variables) {
   $("var-rows").replaceChildren(
     ...variables.map((v) =>
-      el("tr", {}, el("td", {}, el("code", {}, v.name)), el("td", { title: v.value }, v.value), el("td", {}, v.exported ? `exported by ${v.from}` : v.from)),
+      el("tr", {},
+        el("td", { title: v.name }, el("code", {}, v.name)),
+        el("td", { title: v.value }, v.value),
+        el("td", { title: v.exported ? `exported by ${v.from}` : v.from }, v.from),
+      ),
     ),
   );
 }
