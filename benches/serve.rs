@@ -158,7 +158,10 @@ fn main() {
         if events.read_line(&mut line).unwrap() == 0 {
             break;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as f64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as f64;
         for part in line.split("tick ").skip(1) {
             let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
             if let Ok(printed) = digits.parse::<f64>() {

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -448,6 +448,38 @@ fn kernels_live_between_requests_and_the_file_is_the_notebook() {
 }
 
 #[test]
+fn set_and_params_work_as_for_run() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "---\nrunbook:\n  params:\n    A: from-front-matter\n    B: b\n    C: c\n---\n```bash {id=show}\necho \"$A {{ B }} $C\"\n```\n",
+    );
+    test.write("values.yaml", "B: from-params-file\n");
+    let served = Served::start(
+        &test,
+        "doc.md",
+        &["--set", "C=from-set", "--params", "values.yaml"],
+    );
+    let model = served.run("cell", "show");
+    assert_eq!(
+        model["cells"][0]["output"]["text"],
+        "from-front-matter from-params-file from-set"
+    );
+    let from: Vec<(String, String)> = model["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().into(),
+                v["from"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(from.contains(&("C".into(), "--set".into())), "{from:?}");
+}
+
+#[test]
 fn output_streams_to_the_page_while_the_cell_prints() {
     let test = Test::new();
     test.write(
@@ -772,4 +804,92 @@ fn the_lab_runs_in_the_page_to_its_committed_document() {
     let committed =
         std::fs::read_to_string(root.join("runbooks/aks-workload-identity.md")).unwrap();
     assert_eq!(test.read("runbooks/aks-workload-identity.md"), committed);
+}
+
+#[test]
+fn open_hands_the_url_to_the_browser_which_outlives_the_server() {
+    let test = Test::new();
+    test.write("doc.md", "```bash\necho hi\n```\n");
+    let browser = test.write(
+        "browser.sh",
+        "#!/bin/sh\nprintf '%s' \"$1\" > opened.txt\nexec sleep 29\n",
+    );
+    crate::support::executable(&browser);
+    let mut command = test.command(&["serve", "doc.md", "--port", "0", "--open"]);
+    command
+        .env("BROWSER", &browser)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let opened = test.path("opened.txt");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !opened.exists() || std::fs::read_to_string(&opened).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the browser was not started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(&opened).unwrap(), url.trim());
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // The browser is the user's: the server leaves it running.
+    assert!(!crate::support::processes_with("sleep 29").is_empty());
+    let _ = Command::new("pkill").args(["-f", "sleep 29"]).status();
+}
+
+#[test]
+fn a_non_loopback_address_is_served_with_a_warning() {
+    let test = Test::new();
+    test.write("doc.md", "```bash\necho hi\n```\n");
+    let mut command = test.command(&["serve", "doc.md", "--port", "0", "--host", "0.0.0.0"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    assert!(url.starts_with("http://0.0.0.0:"), "{url}");
+    let port: u16 = url["http://0.0.0.0:".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = url.trim().split("token=").nth(1).unwrap();
+    let cookie = format!("runbook-token-{port}={token}");
+    // Reached by an address, allowed; by a name that is not this machine's, refused.
+    let by_ip = raw(
+        port,
+        "GET",
+        "/api/model",
+        &[("Host", &format!("127.0.0.1:{port}")), ("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(by_ip.status, 200);
+    let by_name = raw(
+        port,
+        "GET",
+        "/api/model",
+        &[
+            ("Host", &format!("rebound.example:{port}")),
+            ("Cookie", &cookie),
+        ],
+        "",
+    );
+    assert_eq!(by_name.status, 403);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning: listening on 0.0.0.0, not loopback"),
+        "{stderr}"
+    );
 }

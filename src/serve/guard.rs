@@ -15,6 +15,10 @@ pub struct Guard {
     token: String,
     /// `host:port` values the Host header may hold.
     hosts: Vec<String>,
+    /// Listening on every address (`0.0.0.0`, `::`): any IP address with
+    /// this port is this server too. A literal address cannot be rebound
+    /// by DNS; names other than the machine's own are still refused.
+    any_ip: Option<u16>,
     cookie: String,
 }
 
@@ -27,8 +31,17 @@ impl Guard {
     /// to `localhost`, `127.0.0.1` and `[::1]`.
     pub fn new(token: String, host: &str, port: u16) -> Guard {
         let mut names = vec![host.to_string()];
-        if is_loopback(host) {
+        let unspecified = host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if is_loopback(host) || unspecified {
             names.extend(["localhost", "127.0.0.1", "[::1]"].map(String::from));
+        }
+        if unspecified {
+            if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                names.push(name.trim().to_string());
+            }
         }
         let mut hosts: Vec<String> = names
             .iter()
@@ -44,8 +57,22 @@ impl Guard {
         Guard {
             token,
             hosts,
+            any_ip: unspecified.then_some(port),
             cookie: format!("runbook-token-{port}"),
         }
+    }
+
+    /// Whether `host:port` (a Host header, or an Origin without its
+    /// scheme) names this server.
+    fn is_us(&self, host: &str) -> bool {
+        if self.hosts.iter().any(|allowed| allowed == host) {
+            return true;
+        }
+        let Some(port) = self.any_ip else {
+            return false;
+        };
+        host.parse::<std::net::SocketAddr>()
+            .is_ok_and(|address| address.port() == port)
     }
 
     pub fn token(&self) -> &str {
@@ -60,12 +87,15 @@ impl Guard {
         headers: &HeaderMap,
     ) -> Option<&'static str> {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        if !host.is_some_and(|h| self.hosts.iter().any(|allowed| allowed == h)) {
+        if !host.is_some_and(|h| self.is_us(h)) {
             return Some("this server does not answer to that Host");
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
-            if !self.hosts.iter().any(|h| origin == format!("http://{h}")) {
+            if !origin
+                .strip_prefix("http://")
+                .is_some_and(|h| self.is_us(h))
+            {
                 return Some("requests from other sites are refused");
             }
         }
@@ -272,6 +302,47 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn every_address_means_any_ip_but_no_foreign_name() {
+        let guard = Guard::new("abc".into(), "0.0.0.0", 8808);
+        let cookie = "runbook-token-8808=abc";
+        let get = Method::GET;
+        for host in [
+            "192.168.1.20:8808",
+            "[fe80::1]:8808",
+            "localhost:8808",
+            "0.0.0.0:8808",
+        ] {
+            assert_eq!(
+                guard.refusal(&get, None, &headers(&[("host", host), ("cookie", cookie)])),
+                None,
+                "{host}"
+            );
+        }
+        for host in ["evil.example:8808", "192.168.1.20:9000", "192.168.1.20"] {
+            assert!(
+                guard
+                    .refusal(&get, None, &headers(&[("host", host), ("cookie", cookie)]))
+                    .is_some(),
+                "{host}"
+            );
+        }
+        let from = |origin| {
+            headers(&[
+                ("host", "192.168.1.20:8808"),
+                ("cookie", cookie),
+                ("origin", origin),
+            ])
+        };
+        assert_eq!(
+            guard.refusal(&get, None, &from("http://192.168.1.20:8808")),
+            None
+        );
+        assert!(guard
+            .refusal(&get, None, &from("http://evil.example:8808"))
+            .is_some());
     }
 
     #[test]

@@ -128,12 +128,16 @@ async fn run(State(shared): State<Arc<Shared>>, Json(body): Json<RunBody>) -> Re
     StatusCode::ACCEPTED.into_response()
 }
 
-async fn stop(State(shared): State<Arc<Shared>>) -> StatusCode {
+/// A body of `{}`: every change takes JSON, which no cross-site form sends.
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn stop(State(shared): State<Arc<Shared>>, Json(_): Json<Empty>) -> StatusCode {
     shared.stop();
     StatusCode::ACCEPTED
 }
 
-async fn restart(State(shared): State<Arc<Shared>>) -> StatusCode {
+async fn restart(State(shared): State<Arc<Shared>>, Json(_): Json<Empty>) -> StatusCode {
     shared.stop();
     let _ = shared.requests.send(Request::Restart);
     StatusCode::ACCEPTED

@@ -57,7 +57,7 @@ async function scenario() {
     [
       "---",
       "runbook:",
-      "  secrets: [PW]",
+      "  secrets: [PW, API_KEY]",
       "---",
       "# Demo",
       "",
@@ -81,8 +81,8 @@ async function scenario() {
       "sleep 61",
       "```",
       "",
-      "```bash {id=login}",
-      "echo \"logging in with $PW\"",
+      "```bash {id=login confirm}",
+      "echo \"logging in with $PW and ${#API_KEY} characters of key\"",
       "```",
       "",
     ].join("\n"),
@@ -98,6 +98,13 @@ async function scenario() {
     assert.equal(new URL(page.url()).search, "", "the token leaves the address bar");
     await page.locator(".cell").first().waitFor();
     assert.equal(await page.locator(".cell").count(), 5);
+
+    // A secret nothing gives is asked for in a password field (until then
+    // nothing runs, as with `runbook run`).
+    const field = page.locator('input[type="password"][name="API_KEY"]');
+    await field.fill("key-from-the-page-31x");
+    await page.getByRole("button", { name: "Set" }).click();
+    await field.waitFor({ state: "detached" });
 
     // Output appears while the cell prints: line 1 shows, line 2 cannot yet.
     await cell(page, "count").getByRole("button", { name: "Run", exact: true }).click();
@@ -135,9 +142,13 @@ async function scenario() {
     await page.waitForFunction(() => document.querySelector('.cell[data-name="nap"] .badge').textContent === "interrupted");
     assert.match(readFileSync(doc, "utf8"), /```output \{exit=130\}\n\[runbook: interrupted\]\n```/);
 
-    // A secret: masked in the output and the variables panel, absent from the page.
+    // A confirm cell asks in the page.
     await cell(page, "login").getByRole("button", { name: "Run", exact: true }).click();
-    await cell(page, "login").locator("pre.output").filter({ hasText: "logging in with [masked:PW]" }).waitFor();
+    await page.getByRole("alertdialog").filter({ hasText: "Run cell login" }).waitFor();
+    await page.getByRole("button", { name: "Run it" }).click();
+    // The secret: masked in the output and the variables panel, absent from the page.
+    await cell(page, "login").locator("pre.output").filter({ hasText: "logging in with [masked:PW] and 21 characters of key" }).waitFor();
+    await page.waitForFunction(() => document.querySelector('.cell[data-name="login"] .badge').textContent === "passed");
     await page.locator("#var-rows").filter({ hasText: "[masked:PW]" }).waitFor();
 
     // Reload: the same state comes back.
@@ -155,6 +166,8 @@ async function scenario() {
     assert.equal(await page.evaluate(() => window.pwned), undefined);
     const html = await page.content();
     assert.ok(!html.includes("browser-secret-7h2k"));
+    assert.ok(!html.includes("key-from-the-page-31x"));
+    assert.ok(!readFileSync(doc, "utf8").includes("key-from-the-page-31x"));
     assert.ok(!(await page.locator(".prose script, .prose [onerror]").count()));
     assert.deepEqual(errors, []);
     console.log("browser scenario: passed", JSON.stringify(shown));
