@@ -843,6 +843,26 @@ fn open_hands_the_url_to_the_browser_which_outlives_the_server() {
 }
 
 #[test]
+fn bad_input_is_refused_before_the_server_starts() {
+    let test = Test::new();
+    let doc = test.write("doc.md", "```bash\necho hi\n```\n");
+    std::fs::set_permissions(&doc, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let run = test.run(&["serve", "doc.md", "--port", "0"]).code(2);
+    assert!(run.stderr.contains("read-only"), "{}", run.stderr);
+    assert_eq!(run.stdout, "", "no URL for a server that did not start");
+    test.write("bad.md", "```bash {timeout=soon}\necho\n```\n");
+    let run = test.run(&["serve", "bad.md", "--port", "0"]).code(2);
+    assert!(run.stderr.contains("bad.md:1"), "{}", run.stderr);
+    test.write("ok.md", "```bash\necho\n```\n");
+    let run = test
+        .run(&["serve", "ok.md", "--port", "0", "--max-output", "0"])
+        .code(2);
+    assert!(run.stderr.contains("output limit"), "{}", run.stderr);
+    let run = test.run(&["serve", "missing.md", "--port", "0"]).code(2);
+    assert!(run.stderr.contains("missing.md"), "{}", run.stderr);
+}
+
+#[test]
 fn a_non_loopback_address_is_served_with_a_warning() {
     let test = Test::new();
     test.write("doc.md", "```bash\necho hi\n```\n");

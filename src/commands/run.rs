@@ -328,7 +328,7 @@ pub fn record_state(
 
 /// Refuses, before anything runs, a document that cannot be written back
 /// (read-only) and an `--output` that is a folder or in a missing one.
-fn check_targets(loaded: &Loaded, args: &RunArgs) -> Result<()> {
+pub fn check_targets(loaded: &Loaded, args: &RunArgs) -> Result<()> {
     if args.no_write || args.dry_run || args.check {
         return Ok(());
     }

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use crate::cli::{RunArgs, ServeArgs};
-use crate::commands::run::{interceptor, redactions, replayed_tools, starting_vars};
+use crate::commands::run::{check_targets, interceptor, redactions, replayed_tools, starting_vars};
 use crate::error::{Error, Result};
 use crate::executor::{MissLog, Options, SecretLog};
 use crate::interceptor::Interceptor;
@@ -40,6 +40,8 @@ pub fn serve(args: &ServeArgs) -> Result<i32> {
         no_replay: args.no_replay,
         ..RunArgs::default()
     };
+    // The page writes outputs and edits into the file: it must be writable.
+    check_targets(&loaded, &run_args)?;
     let mut vars = starting_vars(&loaded, &run_args)?;
     let mut origins = origins(&loaded, args, &vars);
     // As for `run --cell`: what the last run captured stands in for the

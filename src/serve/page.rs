@@ -254,8 +254,32 @@ pub fn prose_html(markdown: &str) -> String {
     html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options));
     ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer"))
+        .url_relative(ammonia::UrlRelative::Custom(Box::new(beside_runbook)))
         .clean(&unsafe_html)
         .to_string()
+}
+
+/// A relative link or image (`lab-output-1.png`, `/api/stop`) points into
+/// the server's `/files/` route, which serves images beside the runbook
+/// and nothing else; anchors stay.
+fn beside_runbook(url: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if url.starts_with('#') {
+        return Some(url.into());
+    }
+    Some(format!("/files/{}", url.trim_start_matches('/')).into())
+}
+
+/// The content type of an image the page may show from beside the
+/// runbook; `None` for anything else (SVG included: it can hold script).
+pub fn image_type(path: &str) -> Option<&'static str> {
+    let extension = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

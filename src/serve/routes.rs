@@ -36,6 +36,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>) -> Router {
             "/app.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
+        .route("/files/{*path}", get(file))
         .route("/api/model", get(model))
         .route("/api/events", get(events))
         .route("/api/run", post(run))
@@ -85,6 +86,24 @@ pub fn build_model(shared: &Shared) -> page::Model {
             page::model(&loaded, &context, live)
         }
         Err(diagnostics) => page::broken(display, &source, &diagnostics, live),
+    }
+}
+
+/// An image beside the runbook (a notebook's rich output, a diagram),
+/// inside its folder only.
+async fn file(State(shared): State<Arc<Shared>>, Path(path): Path<String>) -> Response {
+    let not_found =
+        || (StatusCode::NOT_FOUND, "no such image beside the runbook\n").into_response();
+    let Some(content_type) = page::image_type(&path) else {
+        return not_found();
+    };
+    let folder = crate::paths::folder_of(&shared.path);
+    let Ok(target) = crate::paths::inside(folder, &path) else {
+        return not_found();
+    };
+    match tokio::fs::read(&target).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(_) => not_found(),
     }
 }
 
