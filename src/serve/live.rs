@@ -227,12 +227,15 @@ impl Kernels {
                     self.session.reset_vars(self.start.0.clone());
                     origins = self.start.1.clone();
                     exported.clear();
-                    self.shared.live().cells.clear();
+                    let mut live = self.shared.live();
+                    live.cells.clear();
+                    live.refused.clear();
                 }
                 Request::Secret { name, value } => {
                     self.session
                         .set_var(&name, serde_json::Value::String(value), true);
                     origins.insert(name, "the page".into());
+                    self.shared.live().refused.clear();
                 }
                 Request::Quit(done) => {
                     self.session.end_kernels().await;

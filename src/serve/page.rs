@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::commands::run::{problems, Checks};
+use crate::analysis::undefined_variables;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::document::{CellKind, Runbook};
 use crate::loader::Loaded;
+use crate::preflight::preflight;
 use crate::state::State;
 use crate::status::rows_with;
 use crate::vars::Vars;
@@ -106,16 +107,14 @@ pub fn model(loaded: &Loaded, context: &Context, live: Live) -> Model {
     let runbook = &loaded.runbook;
     let all: Vec<usize> = (0..runbook.cells.len()).collect();
     let defined: BTreeSet<String> = context.vars.names().into_iter().collect();
-    let checks = Checks {
-        partial: false,
-        runs: true,
-        // The page asks `confirm` cells; no terminal is needed.
-        yes: true,
-        intercepted: context.intercepted,
-    };
     let mut cell_problems: Vec<Vec<Problem>> = vec![Vec::new(); runbook.cells.len()];
     let mut general = Vec::new();
-    for diagnostic in problems(loaded, &all, &defined, checks) {
+    // Everything at once, where a run stops at the first kind it finds.
+    // A missing secret is left to the password field that asks for it.
+    let mut diagnostics = undefined_variables(&loaded.source, runbook, &all, &defined);
+    // The page asks `confirm` cells; no terminal is needed.
+    diagnostics.extend(preflight(loaded, &all, true, context.intercepted));
+    for diagnostic in diagnostics {
         let problem = Problem::from(&diagnostic, &loaded.source);
         match cell_at(runbook, diagnostic.span.start) {
             Some(i) => cell_problems[i].push(problem),
