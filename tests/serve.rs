@@ -480,6 +480,35 @@ fn set_and_params_work_as_for_run() {
 }
 
 #[test]
+fn run_to_here_and_run_from_here_take_their_ranges() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash {id=a}\ntouch a\n```\n\n```bash {id=b}\ntouch b\n```\n\n```bash {id=c}\ntouch c\n```\n",
+    );
+    let served = Served::start(&test, "doc.md", &[]);
+    served.run("to", "b");
+    assert!(test.path("a").exists() && test.path("b").exists() && !test.path("c").exists());
+    std::fs::remove_file(test.path("a")).unwrap();
+    std::fs::remove_file(test.path("b")).unwrap();
+    served.run("from", "c");
+    assert!(!test.path("a").exists() && !test.path("b").exists() && test.path("c").exists());
+    let bad = served.post("/api/run", json!({"what": "sideways"}));
+    assert_eq!(bad.status, 400);
+    served.post("/api/run", json!({"what": "cell", "cell": "nope"}));
+    let model = served.wait_for("the refusal", |m| {
+        !m["refused"].as_array().unwrap().is_empty()
+    });
+    assert!(
+        model["refused"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope"),
+        "{model:#}"
+    );
+}
+
+#[test]
 fn output_streams_to_the_page_while_the_cell_prints() {
     let test = Test::new();
     test.write(
