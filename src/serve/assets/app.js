@@ -77,25 +77,52 @@ function render() {
   }
   renderNotices(model);
   renderVariables(model.variables);
-  const active = document.activeElement?.closest?.(".cell")?.dataset.name ?? state.focus;
   const scroll = window.scrollY;
   const pieces = $("pieces");
-  pieces.replaceChildren(
-    ...model.pieces.map((piece) => {
+  sync(
+    pieces,
+    model.pieces.map((piece) => {
       if (piece.kind === "prose") {
-        const div = el("div", { class: "prose" });
-        div.innerHTML = piece.html; // sanitised by the server
-        return div;
+        return {
+          key: `prose:${piece.html}`,
+          look: "",
+          build: () => {
+            const div = el("div", { class: "prose" });
+            div.innerHTML = piece.html; // sanitised by the server
+            return div;
+          },
+        };
       }
-      return renderCell(model.cells[piece.index]);
+      const cell = model.cells[piece.index];
+      // A cell being edited is left as it is: its editor keeps its text,
+      // caret and focus whatever else changes.
+      const editing = state.editing.has(cell.name);
+      const look = editing ? "editing" : JSON.stringify([cell, model.running === cell.name]);
+      return { key: `cell:${cell.name}`, look, build: () => renderCell(cell) };
     }),
   );
   window.scrollTo(0, scroll);
-  if (active) {
-    const cell = pieces.querySelector(`.cell[data-name="${CSS.escape(active)}"]`);
-    const editor = cell?.querySelector("textarea");
-    (editor ?? cell)?.focus({ preventScroll: true });
+  if (!document.activeElement || document.activeElement === document.body) {
+    const cell = state.focus && pieces.querySelector(`.cell[data-name="${CSS.escape(state.focus)}"]`);
+    (cell?.querySelector("textarea") ?? cell)?.focus({ preventScroll: true });
   }
+}
+
+// What each node shows, so that a render replaces only what changed.
+const shown = new WeakMap();
+
+function sync(container, items) {
+  const existing = [...container.children];
+  items.forEach((item, i) => {
+    const node = existing[i];
+    const was = node && shown.get(node);
+    if (was && was.key === item.key && was.look === item.look) return;
+    const fresh = item.build();
+    shown.set(fresh, { key: item.key, look: item.look });
+    if (node) node.replaceWith(fresh);
+    else container.append(fresh);
+  });
+  for (const node of existing.slice(items.length)) node.remove();
 }
 
 function renderNotices(model) {
@@ -203,7 +230,8 @@ function editor(cell) {
   area.value = draft.text;
   area.rows = Math.min(30, draft.text.split("\n").length + 1);
   area.addEventListener("input", () => (draft.text = area.value));
-  const note = el("span", { class: "hint" }, draft.note ?? "");
+  const note = el("span", { class: "hint", role: "status" }, draft.note ?? "");
+  draft.noteEl = note;
   return [
     area,
     el("div", { class: "edit-actions" },
@@ -225,7 +253,7 @@ async function save(cell) {
   const response = await post(`/api/cells/${encodeURIComponent(cell.name)}`, { was: draft.was, body: draft.text });
   if (response.status === 409) {
     draft.note = await response.text();
-    render();
+    if (draft.noteEl) draft.noteEl.textContent = draft.note;
     return false;
   }
   state.editing.delete(cell.name);
