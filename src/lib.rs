@@ -5,7 +5,8 @@
 //! and the writer that splices outputs into the original bytes), [`run`]
 //! (the executor, its kernels, variables, templates, secrets, state and
 //! sinks), [`replay`] (cassettes and shims), [`notebooks`] (notebooks and
-//! pipelines in and out) and [`commands`] (one module a command).
+//! pipelines in and out), [`serve`] (the live notebook in the browser) and
+//! [`commands`] (one module a command).
 
 pub mod cli;
 pub mod commands;
