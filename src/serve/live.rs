@@ -184,6 +184,8 @@ pub struct Kernels {
 impl Kernels {
     pub async fn serve(mut self) {
         let mut origins = self.start.1.clone();
+        // Secrets typed into the page: kept across restarts, as `--secret`.
+        let mut given: Vec<(String, String)> = Vec::new();
         let mut exported: BTreeMap<String, (String, String)> = BTreeMap::new();
         self.publish(&origins, &exported);
         let mut prompts = std::mem::replace(&mut self.prompts, mpsc::unbounded_channel().1);
@@ -226,6 +228,11 @@ impl Kernels {
                     self.session.end_kernels().await;
                     self.session.reset_vars(self.start.0.clone());
                     origins = self.start.1.clone();
+                    for (name, value) in &given {
+                        self.session
+                            .set_var(name, serde_json::Value::String(value.clone()), true);
+                        origins.insert(name.clone(), "the page".into());
+                    }
                     exported.clear();
                     let mut live = self.shared.live();
                     live.cells.clear();
@@ -233,7 +240,9 @@ impl Kernels {
                 }
                 Request::Secret { name, value } => {
                     self.session
-                        .set_var(&name, serde_json::Value::String(value), true);
+                        .set_var(&name, serde_json::Value::String(value.clone()), true);
+                    given.retain(|(n, _)| *n != name);
+                    given.push((name.clone(), value));
                     origins.insert(name, "the page".into());
                     self.shared.live().refused.clear();
                 }

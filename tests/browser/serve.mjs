@@ -162,6 +162,13 @@ async function scenario() {
     await page.waitForFunction(() => [...document.querySelectorAll(".cell")].filter((c) => c.querySelector(".badge")).length === 5);
     assert.deepEqual(await look(), shown);
 
+    // Restart kernels: the shell variable is gone; Run to here brings it back.
+    await page.getByRole("button", { name: "Restart kernels" }).click();
+    await cell(page, "use").getByRole("button", { name: "Run", exact: true }).click();
+    await page.waitForFunction(() => document.querySelector('.cell[data-name="use"] pre.output')?.textContent === " edited");
+    await cell(page, "use").getByRole("button", { name: "Run to here" }).click();
+    await cell(page, "use").locator("pre.output").filter({ hasText: "hello-from-set edited" }).waitFor();
+
     // The runbook's raw HTML did not run, and no secret reached the page.
     assert.equal(await page.evaluate(() => window.pwned), undefined);
     const html = await page.content();
