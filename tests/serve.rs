@@ -310,13 +310,25 @@ fn every_request_needs_the_token_the_host_and_no_foreign_origin() {
             assert_eq!(response.status, 403, "{method} {path} from {origin}");
         }
     }
-    let cross = served.send(
-        "POST",
-        "/api/run",
-        &[("Sec-Fetch-Site", "cross-site")],
-        Some(json!({"what": "all"})),
-    );
-    assert_eq!(cross.status, 403);
+    // Another site, or another port of this host (same-site to a browser).
+    for site in ["cross-site", "same-site"] {
+        let response = served.send(
+            "POST",
+            "/api/run",
+            &[("Sec-Fetch-Site", site)],
+            Some(json!({"what": "all"})),
+        );
+        assert_eq!(response.status, 403, "{site}");
+    }
+    for site in ["same-origin", "none"] {
+        assert_eq!(
+            served
+                .send("GET", "/api/model", &[("Sec-Fetch-Site", site)], None)
+                .status,
+            200,
+            "{site}"
+        );
+    }
     let own = format!("http://{host}");
     assert_eq!(
         served
@@ -634,6 +646,25 @@ fn a_file_saved_by_an_editor_reloads_the_page_and_is_never_overwritten() {
         message.contains("changed on disk while it ran"),
         "{model:#}"
     );
+}
+
+#[test]
+fn a_cell_renumbered_by_an_edit_does_not_take_the_old_cells_run() {
+    let test = Test::new();
+    test.write("doc.md", "```bash\necho first\n```\n");
+    let served = Served::start(&test, "doc.md", &[]);
+    let model = served.run("cell", "1");
+    assert_eq!(model["cells"][0]["run"]["text"], "first\n");
+    test.write(
+        "doc.md",
+        "```bash\necho new\n```\n\n```bash\necho first\n```\n```output\nfirst\n```\n",
+    );
+    let model = served.wait_for("the new cell", |m| {
+        m["cells"].as_array().unwrap().len() == 2
+    });
+    assert!(model["cells"][0]["run"].is_null(), "{model:#}");
+    // The state knows a cell 1 ran, with other code: stale.
+    assert_eq!(model["cells"][0]["stale"], true);
 }
 
 #[test]

@@ -99,9 +99,12 @@ impl Guard {
                 return Some("requests from other sites are refused");
             }
         }
+        // Browsers say where a request comes from: this page (same-origin)
+        // or the address bar (none). Another port of the same host is only
+        // `same-site`, and refused like any other site.
         if headers
             .get("sec-fetch-site")
-            .is_some_and(|site| site.as_bytes() == b"cross-site")
+            .is_some_and(|site| !matches!(site.as_bytes(), b"same-origin" | b"none"))
         {
             return Some("requests from other sites are refused");
         }

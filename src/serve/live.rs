@@ -54,6 +54,10 @@ pub struct LiveCell {
     /// What it printed, both streams in the order read (the tail, when long).
     pub text: String,
     pub message: Option<String>,
+    /// The code that ran: the record belongs to a cell of that name
+    /// only while it holds this code.
+    #[serde(skip)]
+    pub body: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -458,6 +462,7 @@ impl Sink for PageSink<'_> {
                     name.clone(),
                     LiveCell {
                         status: Some("running".into()),
+                        body: cells[*index].body.clone(),
                         ..LiveCell::default()
                     },
                 );

@@ -142,7 +142,18 @@ pub fn model(loaded: &Loaded, context: &Context, live: Live) -> Model {
         .zip(cell_problems)
         .map(|((cell, row), problems)| {
             let name = cell.name();
-            let run = live.cells.get(&name).cloned();
+            // A cell renumbered or edited since is not the one that ran; only
+            // what was said of the run (its output was not recorded) stays.
+            let run = live.cells.get(&name).and_then(|r| {
+                if r.body == cell.body {
+                    Some(r.clone())
+                } else {
+                    r.message.as_ref().map(|message| LiveCell {
+                        message: Some(message.clone()),
+                        ..LiveCell::default()
+                    })
+                }
+            });
             let info = &loaded.source[cell.info_span.clone()];
             CellView {
                 index: cell.number - 1,
