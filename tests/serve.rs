@@ -805,8 +805,19 @@ fn errors_show_at_the_cell_they_belong_to() {
     let model = served.wait_for("the parse error", |m| {
         !m["problems"].as_array().unwrap().is_empty()
     });
-    assert_eq!(model["cells"], json!([]));
+    // The page keeps the document as it last parsed, the error on top.
+    assert_eq!(model["cells"].as_array().unwrap().len(), 3);
     assert_eq!(model["problems"][0]["line"], 3);
+    assert!(model["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not parse now"));
+    // ... and nothing runs until it parses.
+    served.post("/api/run", json!({"what": "cell", "cell": "fine"}));
+    let model = served.wait_for("the refusal", |m| {
+        m["refused"].to_string().contains("forever")
+    });
+    assert!(model["cells"][0]["run"].is_null());
     assert!(model["problems"][0]["message"]
         .as_str()
         .unwrap()

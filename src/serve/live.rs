@@ -102,6 +102,8 @@ pub struct Shared {
     pub vars: Mutex<Vars>,
     /// Serialises the page's writes to the document.
     pub disk: Mutex<()>,
+    /// The document as it last parsed.
+    pub last_good: Mutex<Option<crate::loader::Loaded>>,
     /// JSON messages to every open page.
     pub events: broadcast::Sender<String>,
     pub requests: mpsc::UnboundedSender<Request>,
@@ -122,6 +124,7 @@ impl Shared {
             live: Mutex::new(Live::default()),
             vars: Mutex::new(Vars::default()),
             disk: Mutex::new(()),
+            last_good: Mutex::new(None),
             events: broadcast::channel(1024).0,
             requests,
             stop: watch::channel(0).0,
@@ -308,6 +311,17 @@ impl Kernels {
         };
         let loaded = match load(&self.shared.path) {
             Ok(loaded) => loaded,
+            Err(crate::error::Error::Document {
+                source_text,
+                diagnostics,
+                ..
+            }) => {
+                let problems = diagnostics
+                    .iter()
+                    .map(|d| Problem::from(d, &source_text))
+                    .collect();
+                return refuse(&self.shared, problems);
+            }
             Err(error) => {
                 return refuse(&self.shared, vec![message_problem(error.to_string())]);
             }

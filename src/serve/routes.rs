@@ -53,7 +53,9 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// The page's model of the document as it is on disk now.
+/// The page's model of the document as it is on disk now. While the file
+/// does not parse (an editor saved it half-way), the page keeps showing it
+/// as it last parsed, with the error on top.
 pub fn build_model(shared: &Shared) -> page::Model {
     let live = shared.live().clone();
     let path = &shared.path;
@@ -65,28 +67,49 @@ pub fn build_model(shared: &Shared) -> page::Model {
             return page::broken(display, "", &[diagnostic], live);
         }
     };
-    match crate::parser::parse(&source) {
+    let mut last_good = shared.last_good.lock().unwrap_or_else(|e| e.into_inner());
+    let (loaded, broken) = match crate::parser::parse(&source) {
         Ok(runbook) => {
             let loaded = crate::loader::Loaded {
                 path: path.clone(),
                 source,
                 runbook,
             };
-            let state = crate::state::load_for(path).unwrap_or_default();
-            let vars = shared
-                .vars
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let context = page::Context {
-                state: &state,
-                vars: &vars,
-                intercepted: &shared.intercepted,
-            };
-            page::model(&loaded, &context, live)
+            *last_good = Some(loaded.clone());
+            (loaded, None)
         }
-        Err(diagnostics) => page::broken(display, &source, &diagnostics, live),
+        Err(diagnostics) => match last_good.clone() {
+            Some(loaded) => (loaded, Some((source, diagnostics))),
+            None => return page::broken(display, &source, &diagnostics, live),
+        },
+    };
+    drop(last_good);
+    let state = crate::state::load_for(path).unwrap_or_default();
+    let vars = shared
+        .vars
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let context = page::Context {
+        state: &state,
+        vars: &vars,
+        intercepted: &shared.intercepted,
+    };
+    let mut model = page::model(&loaded, &context, live);
+    if let Some((source, diagnostics)) = broken {
+        model.problems = diagnostics
+            .iter()
+            .map(|d| {
+                let mut problem = page::Problem::from(d, &source);
+                problem.message = format!(
+                    "{} (the file does not parse now; the page shows it as it last parsed, and nothing runs until it does)",
+                    problem.message
+                );
+                problem
+            })
+            .collect();
     }
+    model
 }
 
 /// An image beside the runbook (a notebook's rich output, a diagram),
