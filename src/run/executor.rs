@@ -947,7 +947,18 @@ impl Executor<'_, '_> {
                     attempt.end = stopping.map(|(end, _)| end).expect("stopping");
                     break;
                 }
-                _ = ticker.tick() => self.emitter.tick(),
+                _ = ticker.tick() => {
+                    self.emitter.tick();
+                    // Stopped, and the interpreter is gone: a job it left in
+                    // the background may hold its pipes open, but the cell
+                    // is over (the job is killed with the kernel below).
+                    if let Some((end, _)) = stopping {
+                        if kernel.has_exited() {
+                            attempt.end = end;
+                            break;
+                        }
+                    }
+                }
             }
         }
         attempt.recording.finish();

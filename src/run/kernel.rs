@@ -373,6 +373,14 @@ impl Kernel {
         None
     }
 
+    /// Whether the interpreter itself has exited; what it started in the
+    /// background may still hold its pipes open.
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))))
+    }
+
     /// Lets go of a kernel whose interpreter has exited, leaving what it
     /// started in the background running until the run ends.
     pub async fn release(mut self) {
