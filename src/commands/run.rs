@@ -12,7 +12,7 @@ use crate::analysis::undefined_variables;
 use crate::cassette;
 use crate::cli::RunArgs;
 use crate::diagnostic::Diagnostic;
-use crate::document::CellKind;
+use crate::document::{CellKind, Runbook};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_INTERRUPTED};
 use crate::events::{JsonSink, RunStatus, Sink, Status};
 use crate::executor::{execute, Emitter, MissLog, Options, Plan, SecretLog};
@@ -82,13 +82,7 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     let mut vars = starting_vars(&loaded, args)?;
     let mut restored_env = BTreeMap::new();
     if selection.is_partial() {
-        // Values earlier cells captured in the last run stand in for the
-        // cells that do not run now; what the command line gives wins.
-        for (name, value) in &state.captured {
-            if !vars.contains(name) {
-                vars.set(name, value.clone(), false);
-            }
-        }
+        seed_from_last_run(&mut vars, &state);
         restored_env = state.env.clone();
     }
     let defined: BTreeSet<String> = vars.names().into_iter().collect();
@@ -149,27 +143,7 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     if let Ok(target) = crate::atomic::resolve(args.output.as_ref().unwrap_or(&loaded.path)) {
         crate::atomic::remove_stale_temps(&target);
     }
-    let options = Options {
-        limits: match &args.max_output {
-            Some(text) => Limits::parse(text).map_err(Error::Usage)?,
-            None => Limits::default(),
-        },
-        yes: args.yes,
-        redactions: redactions(&loaded)?,
-        restored_env,
-        path: interceptor.as_ref().map(Interceptor::path),
-        extra_env: interceptor
-            .as_ref()
-            .map(Interceptor::env)
-            .unwrap_or_default(),
-        misses: interceptor
-            .as_ref()
-            .map(|i| Arc::new(i.shared.clone()) as Arc<dyn MissLog>),
-        secrets: interceptor
-            .as_ref()
-            .map(|i| Arc::new(i.shared.clone()) as Arc<dyn SecretLog>),
-        ..Options::default()
-    };
+    let options = run_options(&loaded, args, restored_env, interceptor.as_ref())?;
     let plan = Plan {
         file: loaded.display(),
         runbook: &loaded.runbook,
@@ -239,6 +213,44 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
         RunStatus::Failed => EXIT_FAILED,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
     })
+}
+
+/// How to run, from the command line, the runbook's settings and the
+/// interceptor that answers replayed calls.
+pub fn run_options(
+    loaded: &Loaded,
+    args: &RunArgs,
+    restored_env: BTreeMap<String, String>,
+    interceptor: Option<&Interceptor>,
+) -> Result<Options> {
+    Ok(Options {
+        limits: match &args.max_output {
+            Some(text) => Limits::parse(text).map_err(Error::Usage)?,
+            None => Limits::default(),
+        },
+        yes: args.yes,
+        redactions: redactions(loaded)?,
+        restored_env,
+        path: interceptor.map(Interceptor::path),
+        extra_env: interceptor.map(Interceptor::env).unwrap_or_default(),
+        misses: interceptor.map(|i| Arc::new(i.shared.clone()) as Arc<dyn MissLog>),
+        secrets: interceptor.map(|i| Arc::new(i.shared.clone()) as Arc<dyn SecretLog>),
+        ..Options::default()
+    })
+}
+
+/// Gives the values the last run captured to the variables nothing else
+/// set, standing in for cells that do not run now (the command line wins).
+/// Returns the names given.
+pub fn seed_from_last_run(vars: &mut Vars, state: &State) -> Vec<String> {
+    let mut given = Vec::new();
+    for (name, value) in &state.captured {
+        if !vars.contains(name) {
+            vars.set(name, value.clone(), false);
+            given.push(name.clone());
+        }
+    }
+    given
 }
 
 /// What the problems found before a run depend on.
@@ -439,18 +451,8 @@ pub fn document_error(loaded: &Loaded, diagnostics: Vec<Diagnostic>) -> Error {
 /// Front-matter secrets that neither `--secret`, the environment nor a
 /// capture of the runbook provides: errors before anything runs.
 pub fn secrets_nobody_gives(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<Diagnostic> {
-    let captured: BTreeSet<&str> = loaded
-        .runbook
-        .cells
-        .iter()
-        .filter_map(|c| c.options.capture.as_ref().map(|cap| cap.name.as_str()))
-        .collect();
-    loaded
-        .runbook
-        .settings
-        .secrets
-        .iter()
-        .filter(|name| !defined.contains(*name) && !captured.contains(name.as_str()))
+    secrets_without_value(&loaded.runbook, defined)
+        .into_iter()
         .map(|name| {
             Diagnostic::error(
                 format!("secret {name} is declared, but nothing gives it a value"),
@@ -460,6 +462,22 @@ pub fn secrets_nobody_gives(loaded: &Loaded, defined: &BTreeSet<String>) -> Vec<
                 "pass --secret {name}=VALUE, or set {name} in the environment"
             ))
         })
+        .collect()
+}
+
+/// The declared secrets that neither `defined` nor a capture gives a value.
+pub fn secrets_without_value(runbook: &Runbook, defined: &BTreeSet<String>) -> Vec<String> {
+    let captured: BTreeSet<&str> = runbook
+        .cells
+        .iter()
+        .filter_map(|c| c.options.capture.as_ref().map(|cap| cap.name.as_str()))
+        .collect();
+    runbook
+        .settings
+        .secrets
+        .iter()
+        .filter(|name| !defined.contains(*name) && !captured.contains(name.as_str()))
+        .cloned()
         .collect()
 }
 

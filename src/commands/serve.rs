@@ -4,15 +4,13 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use crate::cli::{RunArgs, ServeArgs};
-use crate::commands::run::{check_targets, interceptor, redactions, replayed_tools, starting_vars};
+use crate::commands::run::{
+    check_targets, interceptor, replayed_tools, run_options, seed_from_last_run, starting_vars,
+};
 use crate::error::{Error, Result};
-use crate::executor::{MissLog, Options, SecretLog};
-use crate::interceptor::Interceptor;
 use crate::loader::{load, Loaded};
-use crate::output::Limits;
 use crate::serve::guard::{is_loopback, new_token, Guard};
 use crate::serve::live::{Origins, Shared};
 use crate::serve::Server;
@@ -47,34 +45,11 @@ pub fn serve(args: &ServeArgs) -> Result<i32> {
     // As for `run --cell`: what the last run captured stands in for the
     // cells not run yet; the command line wins.
     let state = crate::state::load_for(&loaded.path).map_err(Error::Usage)?;
-    for (name, value) in &state.captured {
-        if !vars.contains(name) {
-            vars.set(name, value.clone(), false);
-            origins.insert(name.clone(), "last run".into());
-        }
+    for name in seed_from_last_run(&mut vars, &state) {
+        origins.insert(name, "last run".into());
     }
     let interceptor = interceptor(&loaded, &run_args)?;
-    let options = Options {
-        limits: match &args.max_output {
-            Some(text) => Limits::parse(text).map_err(Error::Usage)?,
-            None => Limits::default(),
-        },
-        yes: args.yes,
-        redactions: redactions(&loaded)?,
-        restored_env: state.env.clone(),
-        path: interceptor.as_ref().map(Interceptor::path),
-        extra_env: interceptor
-            .as_ref()
-            .map(Interceptor::env)
-            .unwrap_or_default(),
-        misses: interceptor
-            .as_ref()
-            .map(|i| Arc::new(i.shared.clone()) as Arc<dyn MissLog>),
-        secrets: interceptor
-            .as_ref()
-            .map(|i| Arc::new(i.shared.clone()) as Arc<dyn SecretLog>),
-        ..Options::default()
-    };
+    let options = run_options(&loaded, &run_args, state.env.clone(), interceptor.as_ref())?;
     let listener = bind(&args.host, args.port)?;
     let port = listener
         .local_addr()

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::analysis::undefined_variables;
+use crate::commands::run::secrets_without_value;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::document::{CellKind, Runbook};
 use crate::loader::Loaded;
@@ -123,18 +124,7 @@ pub fn model(loaded: &Loaded, context: &Context, live: Live) -> Model {
     }
     let rows = rows_with(loaded, context.state, context.vars);
     let mut live = live;
-    let captured: BTreeSet<&str> = runbook
-        .cells
-        .iter()
-        .filter_map(|c| c.options.capture.as_ref().map(|cap| cap.name.as_str()))
-        .collect();
-    live.missing_secrets = runbook
-        .settings
-        .secrets
-        .iter()
-        .filter(|name| !defined.contains(*name) && !captured.contains(name.as_str()))
-        .cloned()
-        .collect();
+    live.missing_secrets = secrets_without_value(runbook, &defined);
     let cells = runbook
         .cells
         .iter()
