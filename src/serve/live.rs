@@ -180,43 +180,61 @@ pub type Origins = BTreeMap<String, String>;
 
 /// The kernels' task: takes requests one at a time until told to quit.
 pub struct Kernels {
-    pub shared: Arc<Shared>,
-    pub session: Session,
+    shared: Arc<Shared>,
+    session: Session,
     /// The values a restart begins again from, and where each came from.
-    pub start: (Vars, Origins),
-    pub prompts: mpsc::UnboundedReceiver<Prompt>,
-    pub requests: mpsc::UnboundedReceiver<Request>,
+    start: (Vars, Origins),
+    requests: mpsc::UnboundedReceiver<Request>,
+    /// Where each variable came from, for the panel.
+    origins: Origins,
+    /// Secrets typed into the page: kept across restarts, as `--secret`.
+    given: Vec<(String, String)>,
+    /// What the kernels exported: masked value and the cell that set it.
+    exported: BTreeMap<String, (String, String)>,
+}
+
+/// Puts `confirm` cells' questions to the page while the session waits
+/// for the answer.
+pub async fn ask_in_page(shared: Arc<Shared>, mut prompts: mpsc::UnboundedReceiver<Prompt>) {
+    let mut next_question = 0u64;
+    while let Some(prompt) = prompts.recv().await {
+        next_question += 1;
+        let name = shared
+            .live()
+            .running
+            .clone()
+            .unwrap_or_else(|| (prompt.index + 1).to_string());
+        shared.live().prompt = Some(Question {
+            id: next_question,
+            cell: name,
+            text: prompt.question,
+        });
+        *shared.replies.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((next_question, prompt.reply));
+        shared.changed();
+    }
 }
 
 impl Kernels {
+    pub fn new(
+        shared: Arc<Shared>,
+        session: Session,
+        start: (Vars, Origins),
+        requests: mpsc::UnboundedReceiver<Request>,
+    ) -> Kernels {
+        Kernels {
+            shared,
+            session,
+            origins: start.1.clone(),
+            start,
+            requests,
+            given: Vec::new(),
+            exported: BTreeMap::new(),
+        }
+    }
+
     pub async fn serve(mut self) {
-        let mut origins = self.start.1.clone();
-        // Secrets typed into the page: kept across restarts, as `--secret`.
-        let mut given: Vec<(String, String)> = Vec::new();
-        let mut exported: BTreeMap<String, (String, String)> = BTreeMap::new();
-        self.publish(&origins, &exported);
-        let mut prompts = std::mem::replace(&mut self.prompts, mpsc::unbounded_channel().1);
-        let shared = self.shared.clone();
-        let mut next_question = 0u64;
-        // Questions are put to the page while the session waits for them.
-        tokio::task::spawn_local(async move {
-            while let Some(prompt) = prompts.recv().await {
-                next_question += 1;
-                let name = shared
-                    .live()
-                    .running
-                    .clone()
-                    .unwrap_or_else(|| (prompt.index + 1).to_string());
-                shared.live().prompt = Some(Question {
-                    id: next_question,
-                    cell: name,
-                    text: prompt.question,
-                });
-                *shared.replies.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((next_question, prompt.reply));
-                shared.changed();
-            }
-        });
+        self.publish();
         while let Some(request) = self.requests.recv().await {
             match request {
                 Request::Run { which, generation } => {
@@ -226,21 +244,20 @@ impl Kernels {
                         live.busy = true;
                     }
                     if generation == *self.shared.stop.borrow() {
-                        self.run(which, generation, &mut origins, &mut exported)
-                            .await;
+                        self.run(which, generation).await;
                     }
                     self.shared.live().busy = false;
                 }
                 Request::Restart => {
                     self.session.end_kernels().await;
                     self.session.reset_vars(self.start.0.clone());
-                    origins = self.start.1.clone();
-                    for (name, value) in &given {
+                    self.origins = self.start.1.clone();
+                    for (name, value) in &self.given {
                         self.session
                             .set_var(name, serde_json::Value::String(value.clone()), true);
-                        origins.insert(name.clone(), "the page".into());
+                        self.origins.insert(name.clone(), "the page".into());
                     }
-                    exported.clear();
+                    self.exported.clear();
                     let mut live = self.shared.live();
                     live.cells.clear();
                     live.refused.clear();
@@ -248,9 +265,9 @@ impl Kernels {
                 Request::Secret { name, value } => {
                     self.session
                         .set_var(&name, serde_json::Value::String(value.clone()), true);
-                    given.retain(|(n, _)| *n != name);
-                    given.push((name.clone(), value));
-                    origins.insert(name, "the page".into());
+                    self.given.retain(|(n, _)| *n != name);
+                    self.given.push((name.clone(), value));
+                    self.origins.insert(name, "the page".into());
                     self.shared.live().refused.clear();
                 }
                 Request::Quit(done) => {
@@ -259,13 +276,14 @@ impl Kernels {
                     return;
                 }
             }
-            self.publish(&origins, &exported);
+            self.publish();
         }
         self.session.end_kernels().await;
     }
 
     /// Puts the variables where the page sees them.
-    fn publish(&self, origins: &Origins, exported: &BTreeMap<String, (String, String)>) {
+    fn publish(&self) {
+        let (origins, exported) = (&self.origins, &self.exported);
         let vars = self.session.vars();
         let mut rows: Vec<Variable> = vars
             .iter()
@@ -298,13 +316,7 @@ impl Kernels {
         self.shared.changed();
     }
 
-    async fn run(
-        &mut self,
-        which: Which,
-        generation: u64,
-        origins: &mut Origins,
-        exported: &mut BTreeMap<String, (String, String)>,
-    ) {
+    async fn run(&mut self, which: Which, generation: u64) {
         let refuse = |shared: &Shared, problems: Vec<Problem>| {
             shared.live().refused = problems;
             shared.changed();
@@ -393,7 +405,8 @@ impl Kernels {
                 .await;
             if let Some(capture) = &cell.options.capture {
                 if self.session.vars().contains(&capture.name) && tracker_passed(&tracker) {
-                    origins.insert(capture.name.clone(), format!("cell {}", cell.name()));
+                    self.origins
+                        .insert(capture.name.clone(), format!("cell {}", cell.name()));
                 }
             }
             let now = if status == RunStatus::Interrupted {
@@ -403,8 +416,9 @@ impl Kernels {
             };
             for (name, value) in &now {
                 let masked = self.session.masker().mask(value);
-                if exported.get(name).map(|(v, _)| v) != Some(&masked) {
-                    exported.insert(name.clone(), (masked, format!("cell {}", cell.name())));
+                if self.exported.get(name).map(|(v, _)| v) != Some(&masked) {
+                    self.exported
+                        .insert(name.clone(), (masked, format!("cell {}", cell.name())));
                 }
             }
             let outcome = Outcome {
@@ -420,7 +434,7 @@ impl Kernels {
                     state_path.display()
                 ))];
             }
-            self.publish(origins, exported);
+            self.publish();
             if status != RunStatus::Passed {
                 break;
             }

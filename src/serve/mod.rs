@@ -64,13 +64,8 @@ async fn run(server: Server) -> std::io::Result<()> {
     options.stop = Some(shared.stop.subscribe());
     options.prompts = Some(prompt_sender);
     let session = Session::new(&file, folder, start.0.clone(), options);
-    let kernels = Kernels {
-        shared: shared.clone(),
-        session,
-        start,
-        prompts,
-        requests,
-    };
+    let kernels = Kernels::new(shared.clone(), session, start, requests);
+    tokio::task::spawn_local(live::ask_in_page(shared.clone(), prompts));
     tokio::task::spawn_local(kernels.serve());
     tokio::task::spawn_local(watch(shared.clone()));
     listener.set_nonblocking(true)?;
