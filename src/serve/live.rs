@@ -17,7 +17,7 @@ use crate::executor::{Emitter, Outcome, Prompt, Session};
 use crate::loader::{load, Loaded};
 use crate::lock::{self, Lock, LockError};
 use crate::selection::{select, Selection};
-use crate::state::{self, Tracker};
+use crate::state::{self, State, Tracker};
 use crate::vars::Vars;
 
 use super::page::Problem;
@@ -316,11 +316,9 @@ impl Kernels {
         self.shared.changed();
     }
 
-    async fn run(&mut self, which: Which, generation: u64) {
-        let refuse = |shared: &Shared, problems: Vec<Problem>| {
-            shared.live().refused = problems;
-            shared.changed();
-        };
+    /// The document as it is now, the cells `which` names, and the state
+    /// of the last runs; or why they cannot run (what `run` would refuse).
+    fn choose(&self, which: &Which) -> Result<(Loaded, Vec<usize>, State), Vec<Problem>> {
         let loaded = match load(&self.shared.path) {
             Ok(loaded) => loaded,
             Err(crate::error::Error::Document {
@@ -328,19 +326,15 @@ impl Kernels {
                 diagnostics,
                 ..
             }) => {
-                let problems = diagnostics
+                return Err(diagnostics
                     .iter()
                     .map(|d| Problem::from(d, &source_text))
-                    .collect();
-                return refuse(&self.shared, problems);
+                    .collect());
             }
-            Err(error) => {
-                return refuse(&self.shared, vec![message_problem(error.to_string())]);
-            }
+            Err(error) => return Err(vec![message_problem(error.to_string())]),
         };
-        let state_path = state::path_for(&loaded.path);
-        let mut state = state::load_for(&loaded.path).unwrap_or_default();
-        let selection = match &which {
+        let state = state::load_for(&loaded.path).unwrap_or_default();
+        let selection = match which {
             Which::Cell(name) => Selection {
                 cells: vec![name.clone()],
                 ..Selection::default()
@@ -355,10 +349,8 @@ impl Kernels {
                 ..Selection::default()
             },
         };
-        let cells = match select(&loaded.runbook, &selection, &state) {
-            Ok(cells) => cells,
-            Err(message) => return refuse(&self.shared, vec![message_problem(message)]),
-        };
+        let cells = select(&loaded.runbook, &selection, &state)
+            .map_err(|message| vec![message_problem(message)])?;
         let defined: BTreeSet<String> = self.session.vars().names().into_iter().collect();
         let errors: Vec<Problem> = problems(
             &loaded,
@@ -377,8 +369,21 @@ impl Kernels {
         .map(|d| Problem::from(d, &loaded.source))
         .collect();
         if !errors.is_empty() {
-            return refuse(&self.shared, errors);
+            return Err(errors);
         }
+        Ok((loaded, cells, state))
+    }
+
+    async fn run(&mut self, which: Which, generation: u64) {
+        let refuse = |shared: &Shared, problems: Vec<Problem>| {
+            shared.live().refused = problems;
+            shared.changed();
+        };
+        let (loaded, cells, mut state) = match self.choose(&which) {
+            Ok(chosen) => chosen,
+            Err(problems) => return refuse(&self.shared, problems),
+        };
+        let state_path = state::path_for(&loaded.path);
         self.shared.live().refused.clear();
         let _lock = match Lock::acquire(&lock::path_for(&loaded.path), &loaded.display()) {
             Ok(lock) => Some(lock),
