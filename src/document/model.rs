@@ -200,6 +200,18 @@ impl Cell {
         self.id.clone().unwrap_or_else(|| self.number.to_string())
     }
 
+    /// Where the cell's block begins: the start of its opening fence's
+    /// line (a list indent or `> ` included).
+    pub fn block_start(&self, source: &str) -> usize {
+        source[..self.span.start].rfind('\n').map_or(0, |i| i + 1)
+    }
+
+    /// Where the cell's block ends: the end of its output block, or of its
+    /// closing fence line (line terminator excluded).
+    pub fn block_end(&self) -> usize {
+        self.output.as_ref().map_or(self.insert_at, |o| o.span.end)
+    }
+
     pub fn interpreter(&self) -> Option<Interpreter> {
         match self.kind {
             CellKind::Code { interpreter } => Some(interpreter),

@@ -79,11 +79,8 @@ pub fn cut(source: &str, runbook: &Runbook) -> Pieces {
         if let CellKind::File { .. } = cell.kind {
             continue;
         }
-        let start = source[..cell.span.start]
-            .rfind('\n')
-            .map_or(0, |i| i + 1)
-            .max(cursor);
-        let end = cell.output.as_ref().map_or(cell.insert_at, |o| o.span.end);
+        let start = cell.block_start(source).max(cursor);
+        let end = cell.block_end();
         if start > cursor {
             pieces.push(Piece::Prose {
                 raw: source[cursor..start].to_string(),

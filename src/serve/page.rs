@@ -204,10 +204,10 @@ pub fn broken(file: String, source: &str, diagnostics: &[Diagnostic], live: Live
 
 /// The cell whose block holds byte `at`.
 fn cell_at(runbook: &Runbook, at: usize) -> Option<usize> {
-    runbook.cells.iter().position(|cell| {
-        let end = cell.output.as_ref().map_or(cell.insert_at, |o| o.span.end);
-        (cell.span.start..=end).contains(&at)
-    })
+    runbook
+        .cells
+        .iter()
+        .position(|cell| (cell.span.start..=cell.block_end()).contains(&at))
 }
 
 /// Prose between cells, as HTML, and the cells in order. A cell's piece
@@ -216,16 +216,12 @@ fn pieces(source: &str, runbook: &Runbook) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut at = runbook.front_matter.as_ref().map_or(0, |f| f.end);
     for (index, cell) in runbook.cells.iter().enumerate() {
-        let start = source[..cell.span.start].rfind('\n').map_or(0, |i| i + 1);
+        let start = cell.block_start(source);
         if start > at {
             push_prose(&mut pieces, &source[at..start]);
         }
         pieces.push(Piece::Cell { index });
-        at = cell
-            .output
-            .as_ref()
-            .map_or(cell.insert_at, |o| o.span.end)
-            .max(start);
+        at = cell.block_end().max(start);
     }
     if at < source.len() {
         push_prose(&mut pieces, &source[at..]);
