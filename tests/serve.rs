@@ -16,6 +16,7 @@ struct Served {
     child: Child,
     port: u16,
     token: String,
+    url: String,
 }
 
 struct Response {
@@ -28,23 +29,37 @@ impl Served {
     fn start(test: &Test, file: &str, extra: &[&str]) -> Served {
         let mut args = vec!["serve", file, "--port", "0"];
         args.extend_from_slice(extra);
-        let mut command = test.command(&args);
+        let served = Served::launch(test.command(&args));
+        assert!(
+            served.url.starts_with("http://127.0.0.1:"),
+            "printed {:?}",
+            served.url
+        );
+        served
+    }
+
+    /// Starts `command` (a `runbook serve`) and reads the URL it prints.
+    fn launch(mut command: Command) -> Served {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("runbook serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line.trim();
-        assert!(url.starts_with("http://127.0.0.1:"), "printed {url:?}");
-        let port = url["http://127.0.0.1:".len()..]
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let url = line.trim().to_string();
+        let port = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|host| host.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("printed {url:?}"));
         let token = url.split("token=").nth(1).unwrap().to_string();
-        Served { child, port, token }
+        Served {
+            child,
+            port,
+            token,
+            url,
+        }
     }
 
     fn host(&self) -> String {
@@ -144,20 +159,26 @@ impl Served {
         }
     }
 
-    /// Ctrl-C, as a terminal sends it; returns the exit status.
-    fn interrupt(mut self) -> i32 {
+    /// Ctrl-C, as a terminal sends it; returns the exit status and what
+    /// the server printed on stderr.
+    fn interrupt(mut self) -> (i32, String) {
         // SAFETY: kill(2) on our own child.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGINT);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let code = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
+                break status.code().unwrap_or(-1);
             }
             assert!(Instant::now() < deadline, "serve did not stop on SIGINT");
             std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
         }
+        (code, stderr)
     }
 }
 
@@ -845,7 +866,7 @@ fn ctrl_c_ends_every_kernel_and_what_they_started() {
     served.wait_for("python to print", |m| {
         m["cells"][1]["run"]["text"] == "py\n"
     });
-    assert_eq!(served.interrupt(), 0);
+    assert_eq!(served.interrupt().0, 0);
     assert_no_process("serve-ctrl-c-bg");
     assert_no_process("serve-ctrl-c-py");
     assert!(test.read("doc.md").contains("```output\nstarted\n```"));
@@ -887,27 +908,16 @@ fn open_hands_the_url_to_the_browser_which_outlives_the_server() {
     );
     crate::support::executable(&browser);
     let mut command = test.command(&["serve", "doc.md", "--port", "0", "--open"]);
-    command
-        .env("BROWSER", &browser)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut url = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
+    command.env("BROWSER", &browser);
+    let served = Served::launch(command);
     let opened = test.path("opened.txt");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !opened.exists() || std::fs::read_to_string(&opened).unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the browser was not started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(std::fs::read_to_string(&opened).unwrap(), url.trim());
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&opened).unwrap(), served.url);
+    assert_eq!(served.interrupt().0, 0);
     // The browser is the user's: the server leaves it running.
     assert!(!crate::support::processes_with("sleep 29").is_empty());
     let _ = Command::new("pkill").args(["-f", "sleep 29"]).status();
@@ -937,22 +947,10 @@ fn bad_input_is_refused_before_the_server_starts() {
 fn a_non_loopback_address_is_served_with_a_warning() {
     let test = Test::new();
     test.write("doc.md", "```bash\necho hi\n```\n");
-    let mut command = test.command(&["serve", "doc.md", "--port", "0", "--host", "0.0.0.0"]);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut url = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    assert!(url.starts_with("http://0.0.0.0:"), "{url}");
-    let port: u16 = url["http://0.0.0.0:".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let token = url.trim().split("token=").nth(1).unwrap();
-    let cookie = format!("runbook-token-{port}={token}");
+    let served =
+        Served::launch(test.command(&["serve", "doc.md", "--port", "0", "--host", "0.0.0.0"]));
+    assert!(served.url.starts_with("http://0.0.0.0:"), "{}", served.url);
+    let (port, cookie) = (served.port, served.cookie());
     // Reached by an address, allowed; by a name that is not this machine's, refused.
     let by_ip = raw(
         port,
@@ -973,12 +971,8 @@ fn a_non_loopback_address_is_served_with_a_warning() {
         "",
     );
     assert_eq!(by_name.status, 403);
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = served.interrupt();
+    assert_eq!(code, 0);
     assert!(
         stderr.contains("warning: listening on 0.0.0.0, not loopback"),
         "{stderr}"
