@@ -140,7 +140,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             for note in &read.notes {
                 eprintln!("{}: {note}", args.notebook.display());
             }
-            notebook::write_files(&read.files, paths::folder_of(&args.output))?;
+            notebook::write_files(&read.files, paths::folder_of(&args.output), args.force)?;
             atomic::write(&args.output, read.markdown.as_bytes())
                 .map_err(|e| error::Error::io(&args.output, e))?;
             let parsed = parser::parse(&read.markdown).ok();

@@ -51,13 +51,18 @@ fn run_notebook(args: &RunArgs) -> Result<i32> {
         diagnostics,
     })?;
     let mut args = args.clone();
+    let writes = !args.dry_run && !args.check;
     if args.output.is_none() && !args.no_write {
         let mut beside = args.file.clone().into_os_string();
         beside.push(".md");
-        args.output = Some(beside.into());
+        let beside = std::path::PathBuf::from(beside);
+        if writes {
+            beside_is_ours(&beside, &runbook)?;
+        }
+        args.output = Some(beside);
     }
-    if let Some(output) = &args.output {
-        crate::notebook::write_files(&read.files, crate::paths::folder_of(output))?;
+    if let (Some(output), true) = (&args.output, writes) {
+        crate::notebook::write_files(&read.files, crate::paths::folder_of(output), false)?;
     }
     let loaded = Loaded {
         path: args.file.clone(),
@@ -65,6 +70,39 @@ fn run_notebook(args: &RunArgs) -> Result<i32> {
         runbook,
     };
     run_loaded(loaded, &args)
+}
+
+/// Whether `NAME.ipynb.md` beside a notebook may be written: absent, or
+/// an earlier run of the same cells, in the notebook's folder (never
+/// through a link that leaves it).
+fn beside_is_ours(beside: &std::path::Path, runbook: &crate::document::Runbook) -> Result<()> {
+    if std::fs::symlink_metadata(beside).is_err() {
+        return Ok(());
+    }
+    let folder = crate::paths::folder_of(beside);
+    if !crate::notebook::stays_in(beside, folder) {
+        return Err(Error::Usage(format!(
+            "{} links outside {}; pass --output FILE",
+            beside.display(),
+            folder.display()
+        )));
+    }
+    let cells = |r: &crate::document::Runbook| {
+        r.cells
+            .iter()
+            .map(|c| (c.lang.clone(), c.body.clone()))
+            .collect::<Vec<_>>()
+    };
+    let earlier = std::fs::read_to_string(beside)
+        .ok()
+        .and_then(|text| crate::parser::parse(&text).ok());
+    match earlier {
+        Some(earlier) if cells(&earlier) == cells(runbook) => Ok(()),
+        _ => Err(Error::Usage(format!(
+            "{} exists and is not an earlier run of this notebook; remove it or pass --output FILE",
+            beside.display()
+        ))),
+    }
 }
 
 fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {

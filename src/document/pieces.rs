@@ -43,6 +43,14 @@ pub struct CodePiece {
     pub output: Option<OutputText>,
 }
 
+impl CodePiece {
+    /// Whether its block is a cell marked `skip`, which never runs: a
+    /// notebook shows it as markdown, not as a code cell.
+    pub fn is_skipped(&self) -> bool {
+        crate::parser::parse(&self.raw).is_ok_and(|r| r.cells.len() == 1 && r.cells[0].options.skip)
+    }
+}
+
 /// An output block's text and exit status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputText {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::document::{Interpreter, Runbook};
+use crate::document::{CellKind, Interpreter, Runbook};
 use crate::pieces::{self, CodePiece, Edited, OutputText, Piece};
 use crate::writer::{fence_for, render, Output};
 
@@ -46,6 +46,21 @@ fn text(value: &Value) -> String {
 pub fn from_ipynb(json_text: &str) -> Result<Vec<Imported>, String> {
     let notebook: Value =
         serde_json::from_str(json_text).map_err(|e| format!("not a Jupyter notebook: {e}"))?;
+    Ok(visible_cells(&notebook, &mut Vec::new())?
+        .into_iter()
+        .map(|(_, cell)| cell)
+        .collect())
+}
+
+/// The cells a reader of the notebook sees, each with its 1-based
+/// position: markdown and raw cells as prose, code cells with the
+/// language their kernel names (a name that is not a plain word becomes
+/// `text`, which never runs, and is noted) and their source as Jupyter
+/// shows it (`\r` line ends are line breaks there too).
+fn visible_cells(
+    notebook: &Value,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(usize, Imported)>, String> {
     let default_kernel = notebook["metadata"]["kernelspec"]["language"]
         .as_str()
         .or_else(|| notebook["metadata"]["language_info"]["name"].as_str())
@@ -55,30 +70,61 @@ pub fn from_ipynb(json_text: &str) -> Result<Vec<Imported>, String> {
         .as_array()
         .ok_or("not a Jupyter notebook: no `cells` list")?;
     let mut imported = Vec::new();
-    for cell in cells {
-        let mut source = text(&cell["source"]);
+    for (index, cell) in cells.iter().enumerate() {
+        let number = index + 1;
+        let mut source = line_breaks(&text(&cell["source"]));
         match cell["cell_type"].as_str() {
-            Some("markdown") | Some("raw") => imported.push(Imported::Markdown(source)),
+            Some("markdown") | Some("raw") => {
+                imported.push((number, Imported::Markdown(source)));
+            }
             Some("code") => {
                 let mut kernel = cell_kernel(cell, default_kernel).to_string();
                 if let Some(rest) = source.strip_prefix("#!") {
                     let (magic, body) = rest.split_once('\n').unwrap_or((rest, ""));
-                    if !magic.contains(' ') {
-                        kernel = magic.trim().to_string();
+                    if is_word(magic.trim_end()) {
+                        kernel = magic.trim_end().to_string();
                         source = body.to_string();
                     }
                 }
-                imported.push(Imported::Code {
-                    lang: language(&kernel),
-                    source,
-                    output: outputs(&cell["outputs"]),
-                    images: images(&cell["outputs"]),
-                });
+                let lang = match is_word(kernel.trim()) {
+                    true => language(kernel.trim()),
+                    false => {
+                        notes.push(format!(
+                            "cell {number}: its kernel {kernel:?} is not a language name; the cell is kept as text and does not run"
+                        ));
+                        "text".to_string()
+                    }
+                };
+                imported.push((
+                    number,
+                    Imported::Code {
+                        lang,
+                        source,
+                        output: outputs(&cell["outputs"]),
+                        images: images(&cell["outputs"]),
+                    },
+                ));
             }
             _ => {}
         }
     }
     Ok(imported)
+}
+
+/// Whether a kernel or language name is a plain word that can stand
+/// alone as a fence's info string (`bash`, `c#`, `.net-pwsh`, `f#`).
+fn is_word(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | '#'))
+}
+
+/// Text with `\r\n` and lone `\r` line ends read as line breaks, as
+/// notebook editors show them.
+fn line_breaks(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// The images a cell displayed, decoded: (file extension, bytes).
@@ -274,6 +320,8 @@ pub struct DibImport {
     pub secrets: Vec<String>,
     /// Each magic with no runbook meaning, once: (line, magic).
     pub reported: Vec<(usize, String)>,
+    /// What else the import has to say, naming the cell's line.
+    pub notes: Vec<String>,
 }
 
 /// Reads a Polyglot Notebook `.dib` written by anyone: `#!markdown` prose,
@@ -289,7 +337,16 @@ pub fn from_dib(text: &str) -> DibImport {
         if cell.text.trim().is_empty() {
             continue;
         }
-        let lang = language(&cell.kernel);
+        let lang = match is_word(&cell.kernel) {
+            true => language(&cell.kernel),
+            false => {
+                import.notes.push(format!(
+                    "line {}: its kernel {:?} is not a language name; the cell is kept as text and does not run",
+                    cell.line, cell.kernel
+                ));
+                "text".to_string()
+            }
+        };
         if lang == "markdown" || lang == "md" {
             import
                 .cells
@@ -364,22 +421,45 @@ fn set_magic(magic: &str) -> Option<(String, SetValue)> {
 }
 
 /// A `.dib` that runbook exported, back as the runbook: the pieces its
-/// header keeps, each exactly as it was unless the file changed it.
-/// `None` when the file did not come from runbook.
-pub fn dib_to_runbook(text: &str) -> Option<String> {
+/// header keeps, each exactly as it was unless the file changed it, and
+/// only where it shows exactly what the file shows (what is not is noted
+/// in `notes` and written from the file). With what the file's code cells
+/// run, and whether its front matter is shown. `None` when the file did
+/// not come from runbook.
+fn dib_kept(text: &str, notes: &mut Vec<String>) -> Option<(String, Runs, bool)> {
     let (meta, cells) = parse_dib(text);
     let kept = &meta?[KEY];
     let head = kept["head"].as_str()?.to_string();
     let pieces: Vec<Piece> = serde_json::from_value(kept["pieces"].clone()).ok()?;
-    let mut cells = cells
+    let is_markdown = |c: &DibCell| matches!(c.kernel.as_str(), "markdown" | "md");
+    let mut cells: Vec<DibCell> = cells
         .into_iter()
         .filter(|c| !c.text.trim().is_empty())
-        .peekable();
+        .collect();
+    let first_markdown = cells
+        .first()
+        .filter(|c| is_markdown(c))
+        .map(|c| c.text.as_str());
+    let (head, shown_first) = trusted_head(&head, first_markdown, notes);
+    if shown_first {
+        cells.remove(0);
+    }
+    let lang_of = |c: &DibCell| match is_word(&c.kernel) {
+        true => language(&c.kernel),
+        false => "text".to_string(),
+    };
+    let expected: Runs = cells
+        .iter()
+        .filter(|c| !is_markdown(c))
+        .filter_map(|c| interpreter_of(&lang_of(c)).map(|i| (Some(i), c.text.clone())))
+        .collect();
+    let mut cells = cells.into_iter().peekable();
     let mut edited = Vec::new();
     let mut aligned = true;
     for piece in pieces {
         let shown = match &piece {
             Piece::Prose { raw } => pieces::prose_text(raw).to_string(),
+            Piece::Code(code) if code.is_skipped() => pieces::prose_text(&code.raw).to_string(),
             Piece::Code(code) => code.code.clone(),
         };
         if shown.trim().is_empty() {
@@ -391,47 +471,302 @@ pub fn dib_to_runbook(text: &str) -> Option<String> {
             }
             continue;
         }
-        let is_markdown = |c: &DibCell| matches!(c.kernel.as_str(), "markdown" | "md");
+        let line = cells.peek().map_or(0, |c| c.line);
         match (piece, cells.peek()) {
             (Piece::Prose { raw }, Some(cell)) if aligned && is_markdown(cell) => {
                 let cell = cells.next().expect("peeked");
-                edited.push(Edited::Prose {
-                    kept: Some(raw),
-                    text: cell.text,
-                });
+                edited.push(kept_prose(
+                    Some(raw),
+                    &cell.text,
+                    &format!("line {line}"),
+                    notes,
+                ));
             }
-            (Piece::Code(code), Some(cell)) if aligned && !is_markdown(cell) => {
+            (Piece::Code(code), Some(cell))
+                if aligned && is_markdown(cell) && code.is_skipped() =>
+            {
+                let cell = cells.next().expect("peeked");
+                edited.push(kept_skipped(
+                    code,
+                    &cell.text,
+                    &format!("line {line}"),
+                    notes,
+                ));
+            }
+            (Piece::Code(code), Some(cell))
+                if aligned && !is_markdown(cell) && !code.is_skipped() =>
+            {
                 let cell = cells.next().expect("peeked");
                 // A .dib holds no outputs: the recorded one stays while the
                 // code does.
                 let output = (cell.text == code.code)
                     .then(|| code.output.clone())
                     .flatten();
-                edited.push(Edited::Code {
-                    info: code.info.clone(),
-                    kept: Some(code),
-                    code: cell.text,
+                let lang = lang_of(&cell);
+                edited.push(kept_code(
+                    Some(code),
+                    &lang,
+                    cell.text,
                     output,
-                });
+                    &format!("line {line}"),
+                    notes,
+                ));
             }
             _ => aligned = false,
         }
     }
     for cell in cells {
-        edited.push(match cell.kernel.as_str() {
-            "markdown" | "md" => Edited::Prose {
-                kept: None,
-                text: cell.text,
-            },
-            kernel => Edited::Code {
-                kept: None,
-                info: language(kernel),
-                code: cell.text,
-                output: None,
-            },
+        edited.push(match is_markdown(&cell) {
+            true => kept_prose(None, &cell.text, "", notes),
+            false => {
+                let lang = lang_of(&cell);
+                kept_code(None, &lang, cell.text, None, "", notes)
+            }
         });
     }
-    Some(pieces::join(&head, &edited))
+    let shown = !head.is_empty() && !head.chars().all(|c| c == '\u{feff}');
+    Some((pieces::join(&head, &edited), expected, shown))
+}
+
+/// The head (BOM and front matter) a notebook keeps, when the notebook
+/// shows it: a head that is not only front matter is left out, and so is
+/// front matter with `runbook:` settings unless the notebook's first cell
+/// is a markdown cell showing it (as runbook's export writes). Returns the
+/// head to use, and whether the first cell was that cell.
+fn trusted_head(
+    head: &str,
+    first_markdown: Option<&str>,
+    notes: &mut Vec<String>,
+) -> (String, bool) {
+    if head.is_empty() {
+        return (String::new(), false);
+    }
+    if !is_head(head) {
+        notes.push(
+            "the document head it keeps in its metadata is not only front matter; it is left out"
+                .into(),
+        );
+        return (String::new(), false);
+    }
+    match shown_front_matter(head) {
+        None => (head.to_string(), false),
+        Some(cell)
+            if first_markdown.map(|t| t.trim_matches(['\n', '\r'])) == Some(cell.as_str()) =>
+        {
+            (head.to_string(), true)
+        }
+        Some(_) => {
+            notes.push("the runbook front matter it keeps in its metadata is not shown in the notebook; it is left out".into());
+            (String::new(), false)
+        }
+    }
+}
+
+/// Whether a kept head is only an optional BOM and front matter.
+fn is_head(head: &str) -> bool {
+    let body = head.strip_prefix('\u{feff}').unwrap_or(head);
+    if body.is_empty() {
+        return true;
+    }
+    let Ok(runbook) = crate::parser::parse(head) else {
+        return false;
+    };
+    match (&runbook.front_matter, runbook.cells.is_empty()) {
+        (Some(front), true) => {
+            let start = head.len() - body.len();
+            front.start == start && matches!(&head[front.end..], "" | "\n" | "\r\n")
+        }
+        _ => false,
+    }
+}
+
+/// The markdown cell that shows a head's front matter in a notebook,
+/// when it holds `runbook:` settings (front matter for other tools, such
+/// as a site's `title:`, changes nothing runbook does).
+fn shown_front_matter(head: &str) -> Option<String> {
+    let runbook = crate::parser::parse(head).ok()?;
+    let front = runbook.front_matter.clone()?;
+    if runbook.settings == crate::frontmatter::Settings::default() {
+        return None;
+    }
+    let text = &head[front];
+    let fence = fence_for(text);
+    Some(format!("{fence}yaml\n{text}\n{fence}"))
+}
+
+/// A prose piece, with its kept bytes only when they are what the
+/// notebook shows and hold no code cell, nothing leaving the folder, and
+/// nothing that reaches into what follows.
+fn kept_prose(raw: Option<String>, shown: &str, cell: &str, notes: &mut Vec<String>) -> Edited {
+    let shown = line_breaks(shown);
+    if let Some(raw) = raw {
+        if pieces::prose_text(&raw) == shown.trim_matches('\n') {
+            if prose_ok(&raw) {
+                return Edited::Prose {
+                    kept: Some(raw),
+                    text: shown,
+                };
+            }
+            notes.push(format!(
+                "{cell}: the markdown its runbook metadata keeps would run or write what the notebook does not show; written from the notebook"
+            ));
+        }
+    }
+    Edited::Prose {
+        kept: None,
+        text: prose_block(shown.trim_matches('\n')),
+    }
+}
+
+/// Whether kept prose is safe to restore byte for byte.
+fn prose_ok(raw: &str) -> bool {
+    let Ok(runbook) = crate::parser::parse(raw) else {
+        return false;
+    };
+    runbook.front_matter.is_none()
+        && runbook.cells.iter().all(|c| match &c.kind {
+            CellKind::File { path, .. } => inside(path),
+            CellKind::Code { .. } => false,
+        })
+        && closes(raw, runbook.cells.len())
+}
+
+/// Whether a code block after `text` is still a code block of its own:
+/// `text` (holding `cells` cells) leaves nothing open.
+fn closes(text: &str, cells: usize) -> bool {
+    let probe = format!("{text}\n\n```bash\nprobe\n```\n");
+    crate::parser::parse(&probe).is_ok_and(|runbook| {
+        runbook.front_matter.is_none()
+            && runbook.cells.len() == cells + 1
+            && runbook.cells[cells].body == "probe\n"
+            && runbook.cells[cells].options == crate::document::CellOptions::default()
+    })
+}
+
+/// A code cell, with the bytes and info string its runbook metadata
+/// keeps only when they run exactly the code the notebook shows, with
+/// the kernel it shows, never skipped and never outside the folder.
+fn kept_code(
+    piece: Option<CodePiece>,
+    lang: &str,
+    code: String,
+    output: Option<OutputText>,
+    cell: &str,
+    notes: &mut Vec<String>,
+) -> Edited {
+    let code = line_breaks(&code);
+    let code = code.strip_suffix('\n').unwrap_or(&code).to_string();
+    let plain = if is_word(lang) { lang } else { "text" };
+    let Some(piece) = piece else {
+        return Edited::Code {
+            kept: None,
+            info: plain.to_string(),
+            code,
+            output,
+        };
+    };
+    if piece.code == code {
+        if piece_ok(&piece, lang) {
+            return Edited::Code {
+                info: piece.info.clone(),
+                kept: Some(piece),
+                code,
+                output,
+            };
+        }
+        notes.push(format!(
+            "{cell}: the runbook metadata it keeps does not run exactly what the notebook shows; it is left out"
+        ));
+        return Edited::Code {
+            kept: None,
+            info: plain.to_string(),
+            code,
+            output,
+        };
+    }
+    // Edited in the notebook: written anew, with the kept attributes when
+    // they only say how the code shown runs.
+    let info = match info_ok(&piece.info, lang) {
+        true => piece.info.clone(),
+        false => {
+            notes.push(format!(
+                "{cell}: the attributes its runbook metadata keeps ({}) would change what runs; they are left out",
+                piece.info
+            ));
+            plain.to_string()
+        }
+    };
+    Edited::Code {
+        kept: None,
+        info,
+        code,
+        output,
+    }
+}
+
+/// Whether a code cell would run as the notebook shows it: not skipped,
+/// not outside the folder, with the notebook's kernel.
+fn runs_as_shown(cell: &crate::document::Cell, lang: &str) -> bool {
+    cell.interpreter().is_some()
+        && same_shell(cell.interpreter(), interpreter_of(lang))
+        && !cell.options.skip
+        && cell.options.cwd.as_deref().is_none_or(inside)
+}
+
+/// Whether a kept code piece's bytes run exactly its code, as shown.
+fn piece_ok(piece: &CodePiece, lang: &str) -> bool {
+    let Ok(runbook) = crate::parser::parse(&piece.raw) else {
+        return false;
+    };
+    runbook.front_matter.is_none()
+        && runbook.cells.len() == 1
+        && runs_as_shown(&runbook.cells[0], lang)
+        && runbook.cells[0].body == format!("{}\n", piece.code)
+        && closes(&piece.raw, 1)
+}
+
+/// Whether a kept info string only says how the code shown runs.
+fn info_ok(info: &str, lang: &str) -> bool {
+    if info.contains(['`', '\n', '\r']) {
+        return false;
+    }
+    let probe = format!("```{info}\nprobe\n```\n");
+    crate::parser::parse(&probe).is_ok_and(|runbook| {
+        runbook.front_matter.is_none()
+            && runbook.cells.len() == 1
+            && runs_as_shown(&runbook.cells[0], lang)
+            && runbook.cells[0].body == "probe\n"
+    })
+}
+
+/// A skipped cell, which a notebook shows as a markdown cell holding its
+/// block: its bytes kept when they are what the notebook shows and a
+/// skipped cell, else the markdown as prose.
+fn kept_skipped(piece: CodePiece, shown: &str, cell: &str, notes: &mut Vec<String>) -> Edited {
+    let skipped = crate::parser::parse(&piece.raw).is_ok_and(|r| {
+        r.front_matter.is_none()
+            && r.cells.len() == 1
+            && r.cells[0].options.skip
+            && r.cells[0].body == format!("{}\n", piece.code)
+    }) && closes(&piece.raw, 1);
+    let shown = line_breaks(shown);
+    if pieces::prose_text(&piece.raw) == shown.trim_matches('\n') {
+        if skipped {
+            return Edited::Code {
+                info: piece.info.clone(),
+                code: piece.code.clone(),
+                output: piece.output.clone(),
+                kept: Some(piece),
+            };
+        }
+        notes.push(format!(
+            "{cell}: the cell its runbook metadata keeps would run what the notebook shows as markdown; written from the notebook"
+        ));
+    }
+    Edited::Prose {
+        kept: None,
+        text: prose_block(shown.trim_matches('\n')),
+    }
 }
 
 /// Whether a path names a notebook rather than a runbook.
@@ -451,21 +786,62 @@ pub fn read(path: &std::path::Path) -> crate::error::Result<Read> {
         .map_err(|e| crate::error::Error::Usage(format!("{}: {e}", path.display())))
 }
 
-/// Writes an import's images into `folder`.
-pub fn write_files(files: &Files, folder: &std::path::Path) -> crate::error::Result<()> {
+/// Writes an import's images into `folder`: never through a link that
+/// leaves it, and never over a file that holds other bytes unless
+/// `force`. Nothing is written when any of them cannot be.
+pub fn write_files(
+    files: &Files,
+    folder: &std::path::Path,
+    force: bool,
+) -> crate::error::Result<()> {
+    let mut writes = Vec::new();
     for (name, bytes) in files {
         let path = folder.join(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            if !stays_in(&path, folder) {
+                return Err(crate::error::Error::Usage(format!(
+                    "{} links outside {}; not written",
+                    path.display(),
+                    folder.display()
+                )));
+            }
+            if std::fs::read(&path).is_ok_and(|existing| existing == *bytes) {
+                continue;
+            }
+            if !force {
+                return Err(crate::error::Error::Usage(format!(
+                    "{} exists; pass --force to replace it",
+                    path.display()
+                )));
+            }
+        }
+        writes.push((path, bytes));
+    }
+    for (path, bytes) in writes {
         crate::atomic::write(&path, bytes).map_err(|e| crate::error::Error::io(&path, e))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
 
+/// Whether a write to `path` (links followed) lands in `folder`.
+pub fn stays_in(path: &std::path::Path, folder: &std::path::Path) -> bool {
+    let Ok(target) = crate::atomic::resolve(path) else {
+        return false;
+    };
+    let parent = crate::paths::folder_of(&target);
+    match (parent.canonicalize(), folder.canonicalize()) {
+        (Ok(parent), Ok(folder)) => parent.starts_with(folder),
+        _ => false,
+    }
+}
+
 /// A notebook read as a runbook.
 #[derive(Debug, Clone, Default)]
 pub struct Read {
     pub markdown: String,
-    /// What the import has to say (magics it could not translate).
+    /// What the import has to say (magics it could not translate, runbook
+    /// metadata left out), each naming its cell.
     pub notes: Vec<String>,
     /// Images to write beside the runbook, which links them.
     pub files: Files,
@@ -473,24 +849,40 @@ pub struct Read {
 
 /// A notebook (`.ipynb`, or `.dib` when `dib`) as runbook text, with what
 /// the import has to say (magics it could not translate).
+///
+/// What the runbook runs is exactly the visible source of the notebook's
+/// code cells: the bytes runbook's export keeps in the metadata are used
+/// only where they give exactly that; otherwise the import is made from
+/// what the notebook shows, and says so.
 pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
-    if dib {
-        if let Some(markdown) = dib_to_runbook(text) {
-            return Ok(Read {
-                markdown,
-                ..Read::default()
-            });
+    let mut notes = Vec::new();
+    let (fresh, expected, files, front) = if dib {
+        let mut kept_notes = Vec::new();
+        if let Some((markdown, expected, front)) = dib_kept(text, &mut kept_notes) {
+            match differs(&markdown, &expected, front) {
+                None => {
+                    return Ok(Read {
+                        markdown,
+                        notes: kept_notes,
+                        files: Vec::new(),
+                    })
+                }
+                Some(why) => {
+                    notes.extend(kept_notes);
+                    notes.push(format!(
+                        "the runbook metadata it keeps does not match its cells ({why}); imported from what it shows"
+                    ));
+                }
+            }
         }
         let import = from_dib(text);
-        let notes = import
-            .reported
-            .iter()
-            .map(|(line, magic)| {
-                format!("line {line}: `{magic}` has no meaning in a runbook; it stays in its cell")
-            })
-            .collect();
+        notes.extend(import.notes.iter().cloned());
+        notes.extend(import.reported.iter().map(|(line, magic)| {
+            format!("line {line}: `{magic}` has no meaning in a runbook; it stays in its cell")
+        }));
         let mut markdown = String::new();
-        if !import.params.is_empty() || !import.secrets.is_empty() {
+        let front = !import.params.is_empty() || !import.secrets.is_empty();
+        if front {
             markdown.push_str("---\nrunbook:\n");
             if !import.params.is_empty() {
                 markdown.push_str("  params:\n");
@@ -504,25 +896,43 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
             }
             markdown.push_str("---\n");
         }
-        markdown.push_str(&to_markdown(&import.cells));
-        return Ok(Read {
-            markdown,
-            notes,
-            files: Vec::new(),
-        });
+        let (body, files) = to_markdown_with_images(&import.cells, stem);
+        markdown.push_str(&body);
+        (markdown, runs_of(&import.cells), files, front)
+    } else {
+        let notebook: Value =
+            serde_json::from_str(text).map_err(|e| format!("not a Jupyter notebook: {e}"))?;
+        let mut kept_notes = Vec::new();
+        if let Some((markdown, expected, front)) = ipynb_kept(&notebook, &mut kept_notes) {
+            match differs(&markdown, &expected, front) {
+                None => {
+                    return Ok(Read {
+                        markdown,
+                        notes: kept_notes,
+                        files: Vec::new(),
+                    })
+                }
+                Some(why) => {
+                    notes.extend(kept_notes);
+                    notes.push(format!(
+                        "the runbook metadata it keeps does not match its cells ({why}); imported from what it shows"
+                    ));
+                }
+            }
+        }
+        let cells: Vec<Imported> = visible_cells(&notebook, &mut notes)?
+            .into_iter()
+            .map(|(_, cell)| cell)
+            .collect();
+        let (markdown, files) = to_markdown_with_images(&cells, stem);
+        (markdown, runs_of(&cells), files, false)
+    };
+    if let Some(why) = differs(&fresh, &expected, front) {
+        return Err(format!("cannot be read safely as a runbook: {why}"));
     }
-    let notebook: Value =
-        serde_json::from_str(text).map_err(|e| format!("not a Jupyter notebook: {e}"))?;
-    if let Some(markdown) = ipynb_to_runbook(&notebook) {
-        return Ok(Read {
-            markdown,
-            ..Read::default()
-        });
-    }
-    let (markdown, files) = to_markdown_with_images(&from_ipynb(text)?, stem);
     Ok(Read {
-        markdown,
-        notes: Vec::new(),
+        markdown: fresh,
+        notes,
         files,
     })
 }
@@ -537,13 +947,23 @@ pub type Files = Vec<(String, Vec<u8>)>;
 
 /// The runbook text for imported cells, and the images they displayed,
 /// named `STEM-output-N.EXT` and linked under their cells.
+///
+/// What runs is exactly the code cells: a markdown cell's code blocks
+/// become examples that never run, a markdown cell that would reach into
+/// what follows (an open fence, an open HTML comment) or be read as front
+/// matter is shown as a text block instead, and each code cell's fence is
+/// longer than any in its code.
 pub fn to_markdown_with_images(cells: &[Imported], stem: &str) -> (String, Files) {
+    let stem = file_stem(stem);
     let mut parts = Vec::new();
     let mut files = Vec::new();
     for cell in cells {
         match cell {
             Imported::Markdown(text) => {
-                parts.push(as_prose(text.trim_end_matches('\n')));
+                let text = text.trim_end_matches(['\n', '\r']);
+                if !text.trim().is_empty() {
+                    parts.push(prose_block(text));
+                }
             }
             Imported::Code {
                 lang,
@@ -551,14 +971,7 @@ pub fn to_markdown_with_images(cells: &[Imported], stem: &str) -> (String, Files
                 output,
                 images,
             } => {
-                let source = source.strip_suffix('\n').unwrap_or(source);
-                let fence = fence_for(source);
-                let mut block = format!("{fence}{lang}\n{source}\n{fence}");
-                if let Some(output) = output {
-                    block.push('\n');
-                    block.push_str(&render(output, "", "\n"));
-                }
-                parts.push(block);
+                parts.push(code_block(lang, source, output.as_ref()));
                 for (ext, bytes) in images {
                     let name = format!("{stem}-output-{}.{ext}", files.len() + 1);
                     parts.push(format!("![output]({name})"));
@@ -568,6 +981,176 @@ pub fn to_markdown_with_images(cells: &[Imported], stem: &str) -> (String, Files
         }
     }
     (parts.join("\n\n") + "\n", files)
+}
+
+/// A code cell's block: a plain language word, the code in a fence
+/// longer than any it holds, and its output.
+fn code_block(lang: &str, source: &str, output: Option<&Output>) -> String {
+    let lang = if is_word(lang) { lang } else { "text" };
+    let source = line_breaks(source);
+    let source = source.strip_suffix('\n').unwrap_or(&source);
+    let fence = fence_for(source);
+    let mut block = format!("{fence}{lang}\n{source}\n{fence}");
+    if let Some(output) = output {
+        block.push('\n');
+        block.push_str(&render(output, "", "\n"));
+    }
+    block
+}
+
+/// An image's file name part: the notebook's name with anything but
+/// `[A-Za-z0-9_-]` made `_`, so the link and the file stay in the folder.
+fn file_stem(stem: &str) -> String {
+    let clean: String = stem
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect();
+    match clean.trim_matches('_').is_empty() {
+        true => "notebook".to_string(),
+        false => clean,
+    }
+}
+
+/// A markdown cell as prose that holds no cell and ends where it ends.
+fn prose_block(markdown: &str) -> String {
+    let prose = as_prose(markdown);
+    if stands_alone(&prose) {
+        prose
+    } else {
+        as_text_block(markdown)
+    }
+}
+
+/// Text shown as a text block that runs nothing, whatever it holds.
+fn as_text_block(text: &str) -> String {
+    let text = line_breaks(text);
+    let fence = fence_for(&text);
+    format!("{fence}text\n{text}\n{fence}")
+}
+
+/// Whether prose, put first in a document, holds no cell, is not front
+/// matter, and leaves a code block after it a code block of its own.
+fn stands_alone(prose: &str) -> bool {
+    let probe = format!("{prose}\n\n```bash\nprobe\n```\n");
+    crate::parser::parse(&probe).is_ok_and(|runbook| {
+        runbook.front_matter.is_none()
+            && runbook.cells.len() == 1
+            && runbook.cells[0].body == "probe\n"
+            && runbook.cells[0].options == crate::document::CellOptions::default()
+    })
+}
+
+/// What runs: each code cell's interpreter and code, in order.
+type Runs = Vec<(Option<Interpreter>, String)>;
+
+/// The interpreter a code block with this language word runs with.
+fn interpreter_of(lang: &str) -> Option<Interpreter> {
+    if !is_word(lang) {
+        return None;
+    }
+    let probe = format!("```{lang}\nprobe\n```\n");
+    crate::parser::parse(&probe)
+        .ok()
+        .and_then(|r| r.cells.first().and_then(|c| c.interpreter()))
+}
+
+/// What the visible code cells of an import run.
+fn runs_of(cells: &[Imported]) -> Runs {
+    cells
+        .iter()
+        .filter_map(|cell| match cell {
+            Imported::Code { lang, source, .. } => {
+                let interpreter = interpreter_of(lang)?;
+                let source = line_breaks(source);
+                let code = source.strip_suffix('\n').unwrap_or(&source).to_string();
+                Some((Some(interpreter), code))
+            }
+            Imported::Markdown(_) => None,
+        })
+        .collect()
+}
+
+/// Why `markdown` does not run exactly `expected`, if it does not: the
+/// cells that run are the visible code cells, in order, none with a
+/// working directory outside the folder, and nothing else runs.
+fn differs(markdown: &str, expected: &Runs, head_allowed: bool) -> Option<String> {
+    let runbook = match crate::parser::parse(markdown) {
+        Ok(runbook) => runbook,
+        Err(diagnostics) => {
+            return Some(format!(
+                "it does not read as a runbook: {}",
+                diagnostics
+                    .first()
+                    .map(|d| d.message.clone())
+                    .unwrap_or_default()
+            ))
+        }
+    };
+    if runbook.front_matter.is_some() && !head_allowed {
+        return Some("it would add front matter".into());
+    }
+    let mut runs = Vec::new();
+    for cell in &runbook.cells {
+        let Some(interpreter) = cell.interpreter() else {
+            continue;
+        };
+        if cell.options.skip {
+            // Never runs: a visible code cell it stands for would be missing below.
+            continue;
+        }
+        if let Some(cwd) = &cell.options.cwd {
+            if !inside(cwd) {
+                return Some(format!("cell {} would run in {cwd}", cell.name()));
+            }
+        }
+        let code = cell.body.strip_suffix('\n').unwrap_or(&cell.body);
+        runs.push((Some(interpreter), code.to_string()));
+    }
+    if runs.len() != expected.len() {
+        return Some(format!(
+            "it runs {} code cells where the notebook shows {}",
+            runs.len(),
+            expected.len()
+        ));
+    }
+    for (n, (run, shown)) in runs.iter().zip(expected).enumerate() {
+        if run.1 != shown.1 || !same_shell(run.0, shown.0) {
+            return Some(format!(
+                "its code cell {} is not the one the notebook shows",
+                n + 1
+            ));
+        }
+    }
+    None
+}
+
+/// Whether two interpreters run a notebook's shell cell alike (a `shell`
+/// cell runs with the front matter's shell; a notebook calls it bash).
+fn same_shell(a: Option<Interpreter>, b: Option<Interpreter>) -> bool {
+    let shell = |i: Option<Interpreter>| {
+        matches!(
+            i,
+            Some(Interpreter::Bash) | Some(Interpreter::Sh) | Some(Interpreter::Zsh)
+        )
+    };
+    a == b || (shell(a) && shell(b))
+}
+
+/// Whether a relative path stays in the runbook's folder.
+fn inside(path: &str) -> bool {
+    let path = std::path::Path::new(path);
+    path.is_relative()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
 }
 
 /// A notebook's markdown, with every fenced block that would run (or be
@@ -585,7 +1168,7 @@ fn as_prose(markdown: &str) -> String {
             .split(|c: char| c.is_whitespace() || c == '{')
             .next()
             .unwrap_or("");
-        let class = if word.is_empty() { "text" } else { word };
+        let class = if is_word(word) { word } else { "text" };
         text.replace_range(cell.info_span.clone(), &format!("{{.{class}}}"));
     }
     text
@@ -641,6 +1224,14 @@ const KEY: &str = "runbook";
 pub fn to_ipynb(source: &str, runbook: &Runbook) -> Value {
     let cut = pieces::cut(source, runbook);
     let mut cells = Vec::new();
+    if let Some(front) = shown_front_matter(&cut.head) {
+        cells.push(json!({
+            "cell_type": "markdown",
+            "id": "runbook-front-matter",
+            "metadata": {KEY: {"front_matter": true}},
+            "source": lines(&front),
+        }));
+    }
     if let Some(parameters) = parameters_cell(runbook) {
         cells.push(parameters);
     }
@@ -657,6 +1248,19 @@ pub fn to_ipynb(source: &str, runbook: &Runbook) -> Value {
                     "id": id,
                     "metadata": {KEY: {"raw": raw}},
                     "source": lines(pieces::prose_text(raw)),
+                }));
+            }
+            Piece::Code(code) if code.is_skipped() => {
+                // Never run: shown as the markdown block it is.
+                let mut keep = json!({"piece": code});
+                if let Some(raw) = before.take() {
+                    keep["before"] = Value::from(raw);
+                }
+                cells.push(json!({
+                    "cell_type": "markdown",
+                    "id": cell_id(&code.name, cells.len()),
+                    "metadata": {KEY: keep},
+                    "source": lines(pieces::prose_text(&code.raw)),
                 }));
             }
             Piece::Code(code) => {
@@ -797,9 +1401,13 @@ pub fn to_dib(source: &str, runbook: &Runbook) -> String {
         "#!meta\n\n{}\n",
         serde_json::to_string(&meta).expect("serialises")
     );
+    if let Some(front) = shown_front_matter(&cut.head) {
+        out.push_str(&format!("\n#!markdown\n\n{front}\n"));
+    }
     for piece in &cut.pieces {
         let (kernel, text) = match piece {
             Piece::Prose { raw } => ("markdown", pieces::prose_text(raw)),
+            Piece::Code(code) if code.is_skipped() => ("markdown", pieces::prose_text(&code.raw)),
             Piece::Code(code) => (kernel_name(&code.lang), code.code.as_str()),
         };
         if text.trim().is_empty() {
@@ -811,29 +1419,86 @@ pub fn to_dib(source: &str, runbook: &Runbook) -> String {
 }
 
 /// A notebook that runbook exported, back as the runbook: each piece
-/// exactly as it was, unless the notebook changed it. `None` when the
-/// notebook did not come from runbook.
-pub fn ipynb_to_runbook(notebook: &Value) -> Option<String> {
+/// exactly as it was, unless the notebook changed it, and only where it
+/// shows exactly what the notebook shows (what is not is noted in `notes`
+/// and written from the notebook). With what the notebook's code cells
+/// run, and whether its front matter is shown. `None` when the notebook
+/// did not come from runbook.
+fn ipynb_kept(notebook: &Value, notes: &mut Vec<String>) -> Option<(String, Runs, bool)> {
     let kept = notebook["metadata"][KEY].as_object()?;
     let head = kept.get("head")?.as_str()?.to_string();
+    let cells = notebook["cells"].as_array()?;
+    let visible: std::collections::BTreeMap<usize, Imported> =
+        visible_cells(notebook, &mut Vec::new())
+            .ok()?
+            .into_iter()
+            .collect();
+    let first_markdown = match visible.get(&1) {
+        Some(Imported::Markdown(text)) if cells[0]["cell_type"] == "markdown" => {
+            Some(text.as_str())
+        }
+        _ => None,
+    };
+    let (head, shown_first) = trusted_head(&head, first_markdown, notes);
+    // The parameters cell runbook's export adds, left out when it is
+    // exactly what the front matter's params give.
+    let parameters = crate::parser::parse(&head)
+        .ok()
+        .and_then(|r| parameters_cell(&r))
+        .map(|c| text(&c["source"]));
+    let mut expected = Runs::new();
     let mut edited = Vec::new();
-    for cell in notebook["cells"].as_array()? {
-        let source = text(&cell["source"]);
-        let keep = &cell["metadata"][KEY];
-        if keep["parameters"].as_bool() == Some(true) {
+    for (index, cell) in cells.iter().enumerate() {
+        let number = index + 1;
+        let name = format!("cell {number}");
+        if index == 0 && shown_first {
             continue;
         }
-        match cell["cell_type"].as_str() {
-            Some("markdown") | Some("raw") => edited.push(Edited::Prose {
-                kept: keep["raw"].as_str().map(str::to_string),
-                text: source,
-            }),
-            Some("code") => {
+        let keep = &cell["metadata"][KEY];
+        let Some(shown) = visible.get(&number) else {
+            continue;
+        };
+        match shown {
+            Imported::Markdown(source) => {
                 if let Some(before) = keep["before"].as_str() {
-                    edited.push(Edited::Prose {
-                        kept: Some(before.to_string()),
-                        text: String::new(),
-                    });
+                    if before.trim().is_empty() {
+                        edited.push(Edited::Prose {
+                            kept: Some(before.to_string()),
+                            text: String::new(),
+                        });
+                    }
+                }
+                let piece: Option<CodePiece> = serde_json::from_value(keep["piece"].clone()).ok();
+                edited.push(match piece {
+                    Some(piece) if piece.is_skipped() => kept_skipped(piece, source, &name, notes),
+                    _ => kept_prose(
+                        keep["raw"].as_str().map(str::to_string),
+                        source,
+                        &name,
+                        notes,
+                    ),
+                });
+            }
+            Imported::Code { lang, source, .. } => {
+                let code = source.strip_suffix('\n').unwrap_or(source).to_string();
+                if keep["parameters"].as_bool() == Some(true) {
+                    if parameters.as_deref() == Some(source.as_str()) {
+                        continue;
+                    }
+                    notes.push(format!(
+                        "{name}: it is marked as the parameters cell but is not the front matter's params; it runs"
+                    ));
+                }
+                if let Some(interpreter) = interpreter_of(lang) {
+                    expected.push((Some(interpreter), code.clone()));
+                }
+                if let Some(before) = keep["before"].as_str() {
+                    if before.trim().is_empty() {
+                        edited.push(Edited::Prose {
+                            kept: Some(before.to_string()),
+                            text: String::new(),
+                        });
+                    }
                 }
                 let piece: Option<CodePiece> = serde_json::from_value(keep["piece"].clone()).ok();
                 let output = outputs(&cell["outputs"]).map(|o| OutputText {
@@ -850,26 +1515,20 @@ pub fn ipynb_to_runbook(notebook: &Value) -> Option<String> {
                     }
                     (_, other) => other,
                 };
-                let info = piece
-                    .as_ref()
-                    .map_or_else(|| language(cell_kernel(cell, "bash")), |p| p.info.clone());
-                edited.push(Edited::Code {
-                    kept: piece,
-                    info,
-                    code: source.strip_suffix('\n').unwrap_or(&source).to_string(),
-                    output,
-                });
+                edited.push(kept_code(piece, lang, code, output, &name, notes));
             }
-            _ => {}
         }
     }
     if let Some(tail) = kept.get("tail").and_then(Value::as_str) {
-        edited.push(Edited::Prose {
-            kept: Some(tail.to_string()),
-            text: String::new(),
-        });
+        if tail.trim().is_empty() {
+            edited.push(Edited::Prose {
+                kept: Some(tail.to_string()),
+                text: String::new(),
+            });
+        }
     }
-    Some(pieces::join(&head, &edited))
+    let shown = !head.is_empty() && !head.chars().all(|c| c == '\u{feff}');
+    Some((pieces::join(&head, &edited), expected, shown))
 }
 
 fn cell_kernel<'a>(cell: &'a Value, default: &'a str) -> &'a str {
