@@ -101,6 +101,54 @@ fn a_kept_piece_that_differs_from_the_visible_source_is_dropped_naming_the_cell(
 }
 
 #[test]
+fn kept_attributes_cannot_steer_later_cells_or_retry_forever() {
+    let test = Test::new();
+    let piece = |info: &str, code: &str| json!({"raw": format!("```{info}\n{code}\n```"), "lang": "bash", "info": info, "name": "1", "code": code, "output": null});
+    let text = notebook(
+        json!({"kernelspec": {"name": "bash", "language": "bash"}, "runbook": {"version": 1, "head": ""}}),
+        json!([
+            {"cell_type": "code", "metadata": {"runbook": {"piece": piece("bash {capture=PATH}", "echo /tmp/evil")}}, "outputs": [], "source": "echo /tmp/evil"},
+            {"cell_type": "code", "metadata": {"runbook": {"piece": piece("bash {capture=LD_PRELOAD}", "echo x")}}, "outputs": [], "source": "echo y"},
+            {"cell_type": "code", "metadata": {"runbook": {"piece": piece("bash {retries=100000 retry-delay=1h}", "false")}}, "outputs": [], "source": "false"},
+            {"cell_type": "code", "metadata": {"runbook": {"piece": piece("bash {cwd=../..}", "ls")}}, "outputs": [], "source": "ls"},
+        ]),
+    );
+    let (markdown, stderr) = import(&test, "steer.ipynb", &text);
+    assert_eq!(
+        executed(&markdown),
+        [
+            code("bash", "echo /tmp/evil"),
+            code("bash", "echo y"),
+            code("bash", "false"),
+            code("bash", "ls")
+        ]
+    );
+    for cell in ["cell 1", "cell 2", "cell 3", "cell 4"] {
+        assert!(
+            stderr.contains(&format!("steer.ipynb: {cell}:")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn attachment_names_write_nothing() {
+    let test = Test::new();
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let text = notebook(
+        bash(),
+        json!([{"cell_type": "markdown", "metadata": {}, "source": "![x](attachment:../../evil.png)",
+            "attachments": {"../../evil.png": {"image/png": png}, "/tmp/evil-runbook.png": {"image/png": png}}}]),
+    );
+    test.write("sub/a.ipynb", &text);
+    test.run(&["import", "sub/a.ipynb", "-o", "sub/a.md"])
+        .code(0);
+    let files = crate::support::walk(test.dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(!std::path::Path::new("/tmp/evil-runbook.png").exists());
+}
+
+#[test]
 fn a_kept_prose_piece_cannot_hold_code_or_swallow_the_next_cell() {
     let test = Test::new();
     let text = notebook(
@@ -376,31 +424,43 @@ fn any_cell() -> impl Strategy<Value = Value> {
     )
 }
 
-/// The code cells a reader sees, as runbook reads them: each source with
-/// `\r` line ends read as Jupyter shows them and a leading `#!kernel`
-/// magic line (a bare name) taken as the cell's kernel.
-fn visible(notebook: &Value) -> Vec<String> {
-    notebook["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["cell_type"] == "code")
-        .map(|c| {
-            c["source"]
-                .as_str()
-                .unwrap()
-                .replace("\r\n", "\n")
-                .replace('\r', "\n")
-        })
-        .collect()
+mod property {
+    include!("../fuzz/notebook_property.rs");
+}
+
+/// Text the fuzz target reads: notebook cells separated by NUL bytes.
+fn fuzz_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        (
+            prop_oneof![
+                Just("m"),
+                Just("r"),
+                Just("k"),
+                Just("p"),
+                Just("h"),
+                Just("")
+            ],
+            source(),
+            source(),
+        ),
+        0..6,
+    )
+    .prop_map(|parts| {
+        parts
+            .into_iter()
+            .map(|(kind, a, b)| format!("{kind}{a}|{b}"))
+            .collect::<Vec<_>>()
+            .join("\0")
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// The import's twin of `fuzz/fuzz_targets/notebook.rs`: for any
-    /// notebook, every cell that runs is a visible code cell, in order, with
-    /// its exact source and no attribute; no front matter, no file cell.
+    /// The bounded twin of `fuzz/fuzz_targets/notebook.rs`: for any
+    /// notebook, every cell that runs is a visible code cell, in order,
+    /// with its exact source and no attribute; no front matter, no file
+    /// cell; image names stay in the folder.
     #[test]
     fn what_runs_is_the_visible_code(cells in prop::collection::vec(any_cell(), 0..6), head in proptest::option::of(source()), language in kernel()) {
         let mut metadata = json!({"kernelspec": {"name": "x", "language": language}});
@@ -408,26 +468,17 @@ proptest! {
             metadata["runbook"] = json!({"version": 1, "head": head, "tail": head});
         }
         let notebook = json!({"metadata": metadata, "nbformat": 4, "cells": cells});
-        let read = runbook::notebook::import(&notebook.to_string(), false, "nb").expect("a notebook imports");
-        let runbook = parse(&read.markdown).expect("an import parses");
-        prop_assert!(runbook.front_matter.is_none(), "{}", read.markdown);
-        let visible = visible(&notebook);
-        let mut at = 0;
-        for cell in &runbook.cells {
-            prop_assert!(matches!(cell.kind, CellKind::Code { .. }), "{}", read.markdown);
-            prop_assert_eq!(&cell.options, &Default::default(), "{}", read.markdown);
-            let body = cell.body.strip_suffix('\n').unwrap_or(&cell.body);
-            // The next visible cell it can be: its source, or its source
-            // without a `#!kernel` first line.
-            let found = visible[at..].iter().position(|v| {
-                let v = v.strip_suffix('\n').unwrap_or(v);
-                v == body || v.split_once('\n').is_some_and(|(first, rest)| first.starts_with("#!") && rest.strip_suffix('\n').unwrap_or(rest) == body)
-            });
-            prop_assert!(found.is_some(), "{:?} is not a visible cell after {}:\n{}", body, at, read.markdown);
-            at += found.unwrap() + 1;
-        }
-        for (name, _) in &read.files {
-            prop_assert!(!name.contains('/') && !name.starts_with('.'), "{}", name);
-        }
+        prop_assert!(runbook::notebook::import(&notebook.to_string(), false, "nb").is_ok(), "{}", notebook);
+        let checked = property::check(&notebook);
+        prop_assert!(checked.is_ok(), "{}\n{}", checked.unwrap_err(), notebook);
+    }
+
+    /// The same, on the text the fuzz target reads.
+    #[test]
+    fn what_runs_is_the_visible_code_of_fuzzer_text(text in fuzz_text()) {
+        let notebook = property::notebook_from(&text);
+        prop_assert!(runbook::notebook::import(&notebook.to_string(), false, "nb").is_ok(), "{}", notebook);
+        let checked = property::check(&notebook);
+        prop_assert!(checked.is_ok(), "{}\n{}", checked.unwrap_err(), notebook);
     }
 }

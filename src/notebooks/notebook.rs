@@ -705,12 +705,61 @@ fn kept_code(
 }
 
 /// Whether a code cell would run as the notebook shows it: not skipped,
-/// not outside the folder, with the notebook's kernel.
+/// not outside the folder, with the notebook's kernel, retried for an
+/// hour at most, capturing nothing into a variable that changes how
+/// later cells' programs run (`PATH`, `LD_PRELOAD`, `BASH_ENV`, or any
+/// variable already in the environment).
 fn runs_as_shown(cell: &crate::document::Cell, lang: &str) -> bool {
     cell.interpreter().is_some()
         && same_shell(cell.interpreter(), interpreter_of(lang))
         && !cell.options.skip
-        && cell.options.cwd.as_deref().is_none_or(inside)
+        && hidden_options_harmless(&cell.options)
+}
+
+/// Whether options a reader of a notebook does not see leave what runs,
+/// where, and for how long, as the reader expects.
+fn hidden_options_harmless(options: &crate::document::CellOptions) -> bool {
+    let retrying = options.retry_delay.saturating_mul(options.retries);
+    options.cwd.as_deref().is_none_or(inside)
+        && retrying <= std::time::Duration::from_secs(3600)
+        && options
+            .capture
+            .as_ref()
+            .is_none_or(|capture| !steers_programs(&capture.name))
+}
+
+/// Whether a variable, exported to later cells, changes how their
+/// programs run: one the environment already has, or one shells,
+/// loaders and interpreters read.
+fn steers_programs(name: &str) -> bool {
+    const NAMES: [&str; 22] = [
+        "PATH",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "HOME",
+        "SHELL",
+        "TMPDIR",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "NODE_OPTIONS",
+        "PERL5LIB",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "KUBECONFIG",
+    ];
+    const PREFIXES: [&str; 7] = ["LD_", "DYLD_", "BASH_", "GIT_", "HELM_", "AZURE_", "SSH_"];
+    NAMES.contains(&name)
+        || PREFIXES.iter().any(|p| name.starts_with(p))
+        || std::env::var_os(name).is_some()
 }
 
 /// Whether a kept code piece's bytes run exactly its code, as shown.
@@ -1103,10 +1152,11 @@ fn differs(markdown: &str, expected: &Runs, head_allowed: bool) -> Option<String
             // Never runs: a visible code cell it stands for would be missing below.
             continue;
         }
-        if let Some(cwd) = &cell.options.cwd {
-            if !inside(cwd) {
-                return Some(format!("cell {} would run in {cwd}", cell.name()));
-            }
+        if !hidden_options_harmless(&cell.options) {
+            return Some(format!(
+                "cell {} has options that change where, how long or with what environment code runs",
+                cell.name()
+            ));
         }
         let code = cell.body.strip_suffix('\n').unwrap_or(&cell.body);
         runs.push((Some(interpreter), code.to_string()));
