@@ -482,3 +482,19 @@ proptest! {
         prop_assert!(checked.is_ok(), "{}\n{}", checked.unwrap_err(), notebook);
     }
 }
+
+#[test]
+fn code_that_runbook_would_render_as_a_template_is_said() {
+    let test = Test::new();
+    let text = notebook(bash(), json!([cell("echo ok"), cell("echo \"{{ 7*7 }}\"")]));
+    test.write("t.ipynb", &text);
+    let run = test.run(&["run", "t.ipynb", "--dry-run"]).code(0);
+    assert!(
+        run.stderr.contains(
+            "t.ipynb: cell 2: its code holds `{{` or `{%`, which runbook renders as a template"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("cell 1:"), "{}", run.stderr);
+}

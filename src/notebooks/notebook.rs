@@ -95,6 +95,11 @@ fn visible_cells(
                         "text".to_string()
                     }
                 };
+                if interpreter_of(&lang).is_some() && crate::template::has_template(&source) {
+                    notes.push(format!(
+                        "cell {number}: its code holds `{{{{` or `{{%`, which runbook renders as a template before it runs"
+                    ));
+                }
                 imported.push((
                     number,
                     Imported::Code {
