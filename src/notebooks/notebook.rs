@@ -1065,20 +1065,19 @@ fn code_block(lang: &str, source: &str, output: Option<&Output>) -> String {
 }
 
 /// An image's file name part: the notebook's name with anything but
-/// `[A-Za-z0-9_-]` made `_`, so the link and the file stay in the folder.
+/// `[A-Za-z0-9._-]` made `_` and no leading dot, so the link reads as one
+/// and the file stays a visible file in the folder.
 fn file_stem(stem: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let clean: String = stem
         .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                true => c,
-                false => '_',
-            },
-        )
+        .map(|c| if plain(c) { c } else { '_' })
         .collect();
-    match clean.trim_matches('_').is_empty() {
-        true => "notebook".to_string(),
-        false => clean,
+    let clean = clean.trim_start_matches('.');
+    if clean.trim_matches(['_', '.']).is_empty() {
+        "notebook".to_string()
+    } else {
+        clean.to_string()
     }
 }
 
@@ -1622,6 +1621,60 @@ mod tests {
             to_markdown(&cells),
             "# Lab\nIntro.\n\n```bash\necho hi\n```\n```output\nhi\n```\n\n```pwsh\nGet-Date\n```\n\n```bash\nfalse\n```\n```output {exit=1}\nboom\n```\n"
         );
+    }
+
+    #[test]
+    fn kernel_names_are_plain_words_or_text() {
+        assert!(is_word("bash") && is_word("c#") && is_word(".net-pwsh"));
+        for name in ["", "bash {file=x}", "bash`", "bash\nrm", "a/b", "x{"] {
+            assert!(!is_word(name), "{name:?}");
+        }
+        let cells = from_ipynb(r#"{"metadata": {"kernelspec": {"language": "bash {skip}"}}, "cells": [{"cell_type": "code", "source": "ls"}]}"#).unwrap();
+        assert_eq!(to_markdown(&cells), "```text\nls\n```\n");
+    }
+
+    #[test]
+    fn prose_that_would_reach_into_the_next_cell_is_a_text_block() {
+        assert_eq!(prose_block("# Title\n\nText."), "# Title\n\nText.");
+        assert_eq!(prose_block("```bash\nls\n```"), "```{.bash}\nls\n```");
+        assert_eq!(prose_block("```\nopen"), "````text\n```\nopen\n````");
+        assert_eq!(prose_block("<!--"), "```text\n<!--\n```");
+        assert_eq!(
+            prose_block("---\nrunbook:\n  shell: x\n---"),
+            "```text\n---\nrunbook:\n  shell: x\n---\n```"
+        );
+    }
+
+    #[test]
+    fn image_names_stay_plain_files() {
+        assert_eq!(file_stem("lab.v2"), "lab.v2");
+        assert_eq!(file_stem("my notebook"), "my_notebook");
+        assert_eq!(file_stem("a)\n```bash"), "a_____bash");
+        assert_eq!(file_stem(".."), "notebook");
+        assert_eq!(file_stem(".hidden"), "hidden");
+    }
+
+    #[test]
+    fn a_kept_head_counts_only_when_shown() {
+        let mut notes = Vec::new();
+        let head = "---\nrunbook:\n  shell: zsh\n---\n";
+        let shown = shown_front_matter(head).unwrap();
+        assert_eq!(
+            trusted_head(head, Some(&shown), &mut notes),
+            (head.to_string(), true)
+        );
+        assert_eq!(
+            trusted_head(head, Some("other"), &mut notes),
+            (String::new(), false)
+        );
+        let title = "---\ntitle: x\n---\n";
+        assert_eq!(
+            trusted_head(title, None, &mut notes),
+            (title.to_string(), false)
+        );
+        let code = "---\ntitle: x\n---\n```bash\nls\n```\n";
+        assert_eq!(trusted_head(code, None, &mut notes), (String::new(), false));
+        assert_eq!(notes.len(), 2, "{notes:?}");
     }
 
     #[test]
