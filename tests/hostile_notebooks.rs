@@ -522,3 +522,86 @@ fn code_that_runbook_would_render_as_a_template_is_said() {
     );
     assert!(!run.stderr.contains("cell 1:"), "{}", run.stderr);
 }
+
+/// A `.dib` file: cells under `#!kernel` lines, maybe after a `#!meta`
+/// header whose kept runbook pieces need not match them.
+fn any_dib() -> impl Strategy<Value = String> {
+    let dib_kernel = prop_oneof![
+        Just("markdown"),
+        Just("md"),
+        Just("bash"),
+        Just("pwsh"),
+        Just("csharp"),
+        Just("sh"),
+    ];
+    (
+        prop::collection::vec((dib_kernel, source()), 0..6),
+        proptest::option::of(prop::collection::vec((any::<bool>(), source(), source()), 0..4)),
+    )
+        .prop_map(|(cells, pieces)| {
+            let mut text = String::new();
+            if let Some(pieces) = pieces {
+                let pieces: Vec<Value> = pieces
+                    .into_iter()
+                    .map(|(code, raw, shown)| match code {
+                        true => json!({"kind": "code", "raw": raw, "lang": "bash", "info": raw.lines().next().unwrap_or(""), "name": "1", "code": shown, "output": null}),
+                        false => json!({"kind": "prose", "raw": raw}),
+                    })
+                    .collect();
+                let meta = json!({"kernelInfo": {"items": [{"name": "bash {skip}", "aliases": ["sh{cwd=/}"]}]}, "runbook": {"version": 1, "head": "", "pieces": pieces}});
+                text.push_str(&format!("#!meta\n\n{meta}\n"));
+            }
+            for (kernel, source) in cells {
+                text.push_str(&format!("\n#!{kernel}\n\n{source}\n"));
+            }
+            text
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// For any `.dib`, every cell that runs is a visible code cell (as
+    /// Polyglot Notebooks splits the file), in order, with its exact text.
+    #[test]
+    fn what_runs_of_a_dib_is_its_visible_code(text in any_dib()) {
+        let read = runbook::notebook::import(&text, true, "nb");
+        prop_assert!(read.is_ok(), "{:?}", read.err());
+        let read = read.unwrap();
+        let runbook = parse(&read.markdown);
+        prop_assert!(runbook.is_ok(), "{}", read.markdown);
+        let runbook = runbook.unwrap();
+        prop_assert!(runbook.front_matter.is_none(), "{}", read.markdown);
+        // As an editor shows it: a lone `\r` is a line break too.
+        let (_, cells) = runbook::notebook::parse_dib(&text.replace("\r\n", "\n").replace('\r', "\n"));
+        let visible: Vec<String> = cells
+            .iter()
+            .filter(|c| !matches!(c.kernel.as_str(), "markdown" | "md"))
+            .map(|c| c.text.clone())
+            .collect();
+        let mut at = 0;
+        for cell in &runbook.cells {
+            prop_assert!(matches!(cell.kind, CellKind::Code { .. }), "{}", read.markdown);
+            prop_assert_eq!(&cell.options, &Default::default(), "{}", read.markdown);
+            let body = cell.body.strip_suffix('\n').unwrap_or(&cell.body);
+            let found = visible[at..].iter().position(|v| v == body);
+            prop_assert!(found.is_some(), "{:?} is not a visible cell after {}:\n{}\n{}", body, at, read.markdown, text);
+            at += found.unwrap() + 1;
+        }
+    }
+}
+
+#[test]
+fn crlf_prose_still_round_trips() {
+    let test = Test::new();
+    let doc = "# T\r\n\r\nFirst line,\r\nsecond line.\r\n\r\n```bash\r\necho hi\r\n```\r\n\r\nEnd,\r\nreally.\r\n";
+    test.write("crlf.md", doc);
+    for format in ["ipynb", "dib"] {
+        let notebook = format!("crlf.{format}");
+        test.run(&["export", "crlf.md", "--to", format, "-o", &notebook])
+            .code(0);
+        let back = format!("{notebook}.md");
+        test.run(&["import", &notebook, "-o", &back]).code(0);
+        assert_eq!(test.read(&back), doc, "through {format}");
+    }
+}

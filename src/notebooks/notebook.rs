@@ -605,11 +605,12 @@ fn shown_front_matter(head: &str) -> Option<String> {
 fn kept_prose(raw: Option<String>, shown: &str, cell: &str, notes: &mut Vec<String>) -> Edited {
     let shown = line_breaks(shown);
     if let Some(raw) = raw {
-        if pieces::prose_text(&raw) == shown.trim_matches('\n') {
+        if line_breaks(pieces::prose_text(&raw)) == shown.trim_matches('\n') {
             if prose_ok(&raw) {
+                // The same lines as shown: the kept bytes, line ends and all.
                 return Edited::Prose {
+                    text: pieces::prose_text(&raw).to_string(),
                     kept: Some(raw),
-                    text: shown,
                 };
             }
             notes.push(format!(
@@ -816,7 +817,7 @@ fn kept_skipped(piece: CodePiece, shown: &str, cell: &str, notes: &mut Vec<Strin
             && r.cells[0].body == format!("{}\n", piece.code)
     }) && closes(&piece.raw, 1);
     let shown = line_breaks(shown);
-    if pieces::prose_text(&piece.raw) == shown.trim_matches('\n') {
+    if line_breaks(pieces::prose_text(&piece.raw)) == shown.trim_matches('\n') {
         if skipped {
             return Edited::Code {
                 info: piece.info.clone(),
@@ -941,7 +942,8 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
                 }
             }
         }
-        let import = from_dib(text);
+        // Read as an editor shows it: a lone `\r` is a line break too.
+        let import = from_dib(&line_breaks(text));
         notes.extend(import.notes.iter().cloned());
         notes.extend(import.reported.iter().map(|(line, magic)| {
             format!("line {line}: `{magic}` has no meaning in a runbook; it stays in its cell")
