@@ -2,4 +2,5 @@
 //! CI pipelines that run them.
 
 pub mod notebook;
+pub mod shown;
 pub mod workflow;
