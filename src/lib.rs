@@ -130,11 +130,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(testing::print(&results, &options))
         }
         Command::Import(args) => {
-            if args.output.exists() && !args.force {
-                return Err(error::Error::Usage(format!(
-                    "{} exists; pass --force to replace it",
-                    args.output.display()
-                )));
+            // A link counts as a file, even one whose target is missing.
+            if std::fs::symlink_metadata(&args.output).is_ok() {
+                let folder = paths::folder_of(&args.output);
+                if !notebook::stays_in(&args.output, folder) {
+                    return Err(error::Error::Usage(format!(
+                        "{} links outside {}; not written",
+                        args.output.display(),
+                        folder.display()
+                    )));
+                }
+                if !args.force {
+                    return Err(error::Error::Usage(format!(
+                        "{} exists; pass --force to replace it",
+                        args.output.display()
+                    )));
+                }
             }
             let read = notebook::read(&args.notebook)?;
             for note in &read.notes {

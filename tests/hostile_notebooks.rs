@@ -605,3 +605,19 @@ fn crlf_prose_still_round_trips() {
         assert_eq!(test.read(&back), doc, "through {format}");
     }
 }
+
+#[test]
+fn import_never_writes_through_a_link_leaving_the_folder() {
+    let test = Test::new();
+    test.write("sub/nb.ipynb", &notebook(bash(), json!([cell("echo hi")])));
+    std::os::unix::fs::symlink("../../nowhere/victim.md", test.path("sub/dangling.md")).unwrap();
+    test.write("victim.md", "victim");
+    std::os::unix::fs::symlink("../victim.md", test.path("sub/out.md")).unwrap();
+    for out in ["sub/dangling.md", "sub/out.md"] {
+        let run = test.run(&["import", "sub/nb.ipynb", "-o", out, "--force"]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("links outside"), "{}", run.stderr);
+    }
+    assert_eq!(test.read("victim.md"), "victim");
+    assert!(!test.dir.path().parent().unwrap().join("nowhere").exists());
+}
