@@ -3,9 +3,14 @@
 //! resources. Each test tries an attack on the real binary and checks
 //! that it fails.
 
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
-use crate::support::Test;
+use crate::support::{walk, Test};
 
 /// The recorded block under the only cell of `doc`.
 fn recorded_block(doc: &str) -> &str {
@@ -81,4 +86,236 @@ fn outputs_are_recorded_byte_for_byte_tabs_included() {
     test.run(&["run", "doc.md"]).code(0);
     assert_eq!(test.read("doc.md"), doc);
     test.run(&["test", "doc.md"]).code(0);
+}
+
+/// Runs `runbook` with `env`, failing the test if it has not ended within
+/// a minute (a hang is what such a test looks for).
+fn run_within_a_minute(test: &Test, args: &[&str], env: &[(&str, &str)]) -> crate::support::Run {
+    let mut command = test.command(args);
+    command
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("runbook starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("runbook {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::support::Run::from(child.wait_with_output().unwrap())
+}
+
+fn mkfifo(path: &Path) {
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0);
+}
+
+#[test]
+fn intercept_names_never_leave_the_shim_folder() {
+    let test = Test::new();
+    // Shim folders go in TMPDIR: two levels down, so `../../x` stays in
+    // the test's folder if it escapes.
+    let tmp = test.path("tmp/a");
+    std::fs::create_dir_all(tmp.join("b")).unwrap();
+    test.write("fixtures/doc.json", "{\"version\": 1, \"calls\": []}\n");
+    for name in ["../../x", "a/b", ".runbook", "..", "socket", "", "a b"] {
+        test.write(
+            "doc.md",
+            &format!(
+                "---\nrunbook:\n  intercept: [{}]\n---\n```bash\ntouch ran\n```\n",
+                serde_json::to_string(name).unwrap()
+            ),
+        );
+        let run = test
+            .run_env(
+                &["run", "doc.md", "--replay", "fixtures"],
+                &[("TMPDIR", tmp.join("b").to_str().unwrap())],
+            )
+            .code(2);
+        assert!(run.stderr.contains("intercept:"), "{name}: {}", run.stderr);
+        assert!(!test.path("ran").exists(), "{name}");
+        assert!(!test.path("tmp/x").exists(), "{name}");
+        assert!(!test.path("tmp/a/x").exists(), "{name}");
+        assert!(walk(&test.path("tmp")).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn state_and_lock_are_used_only_as_regular_files_in_a_real_folder() {
+    let test = Test::new();
+    test.write("doc.md", "```bash\ntouch ran\n```\n");
+    let outside = tempfile::tempdir().unwrap();
+    // `.runbook` a link to a folder elsewhere: nothing runs, nothing lands there.
+    std::os::unix::fs::symlink(outside.path(), test.path(".runbook")).unwrap();
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(2);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert!(walk(outside.path()).is_empty());
+    assert!(!test.path("ran").exists());
+    std::fs::remove_file(test.path(".runbook")).unwrap();
+    // The state file a FIFO (reading it would wait for ever) or a folder.
+    std::fs::create_dir(test.path(".runbook")).unwrap();
+    mkfifo(&test.path(".runbook/doc.md.json"));
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    std::fs::remove_file(test.path(".runbook/doc.md.json")).unwrap();
+    std::fs::create_dir(test.path(".runbook/doc.md.json")).unwrap();
+    let run = run_within_a_minute(&test, &["serve", "doc.md", "--port", "0"], &[]).code(2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    assert!(!test.path("ran").exists());
+    std::fs::remove_dir(test.path(".runbook/doc.md.json")).unwrap();
+    // The lock a FIFO: the run goes on without it, and says so.
+    mkfifo(&test.path(".runbook/doc.md.lock"));
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(0);
+    assert!(run.stderr.contains("without a lock"), "{}", run.stderr);
+    assert!(test.path("ran").exists());
+    let lock = std::fs::symlink_metadata(test.path(".runbook/doc.md.lock")).unwrap();
+    assert!(lock.file_type().is_fifo());
+    // `.gitignore` a link out is not written through.
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::remove_dir_all(test.path(".runbook")).unwrap();
+    std::fs::create_dir(test.path(".runbook")).unwrap();
+    std::os::unix::fs::symlink(&victim, test.path(".runbook/.gitignore")).unwrap();
+    run_within_a_minute(&test, &["run", "doc.md"], &[]).code(0);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn names_read_back_from_a_state_file_never_run_code() {
+    let test = Test::new();
+    let doc = "```bash {#a capture=X}\necho one\n```\n\n```bash {#b}\necho \"X=$X\"; bash -c true; ls >/dev/null; env | grep -c '^LD_PRELOAD=' || true\n```\n";
+    test.write("doc.md", doc);
+    test.run(&["run", "doc.md"]).code(0);
+    let state_path = test.path(".runbook/doc.md.json");
+    let good: Value = serde_json::from_str(&test.read(".runbook/doc.md.json")).unwrap();
+    test.write("evil.sh", "touch pwned-bash-env\n");
+    test.write("bin/ls", "#!/bin/sh\ntouch pwned-path\n");
+    crate::support::executable(&test.path("bin/ls"));
+    let evil_bin = test.path("bin").display().to_string();
+    // Names that are not variable names: the file is refused, nothing runs.
+    for name in [
+        "A;touch pwned-name;B",
+        "A=B",
+        "A\nB",
+        "$(touch pwned-name)",
+        "",
+        "1A",
+    ] {
+        for key in ["captured", "env"] {
+            let mut state = good.clone();
+            state[key][name] = Value::from("v");
+            std::fs::write(&state_path, state.to_string()).unwrap();
+            let run = test.run(&["run", "doc.md", "--cell", "b"]).code(2);
+            assert!(
+                run.stderr.contains("not a valid state file"),
+                "{key} {name:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    // A value with a NUL byte, which no environment can hold.
+    let mut state = good.clone();
+    state["env"]["NUL"] = Value::from("a\0b");
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    test.run(&["run", "doc.md", "--cell", "b"]).code(2);
+    // Names that choose what runs are left out, with a warning; the rest
+    // of the state is used.
+    let mut state = good.clone();
+    for key in ["captured", "env"] {
+        state[key]["BASH_ENV"] = Value::from(test.path("evil.sh").display().to_string());
+        state[key]["ENV"] = Value::from(test.path("evil.sh").display().to_string());
+        state[key]["LD_PRELOAD"] = Value::from("/nonexistent/evil.so");
+        state[key]["PATH"] = Value::from(format!("{evil_bin}:/usr/bin:/bin"));
+        state[key]["RUNBOOK_SHIM_SOCKET"] = Value::from("/nonexistent");
+    }
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let run = test.run(&["run", "doc.md", "--cell", "b"]).code(0);
+    assert!(
+        run.stderr
+            .contains("BASH_ENV, ENV, LD_PRELOAD, PATH, RUNBOOK_SHIM_SOCKET not restored"),
+        "{}",
+        run.stderr
+    );
+    let after = test.read("doc.md");
+    assert!(after.contains("```output\nX=one\n0\n```"), "{after}");
+    for pwned in ["pwned-name", "pwned-bash-env", "pwned-path"] {
+        assert!(!test.path(pwned).exists(), "{pwned}");
+    }
+    // And the state written back holds none of them.
+    let saved = test.read(".runbook/doc.md.json");
+    assert!(!saved.contains("BASH_ENV") && !saved.contains("PATH"), "{saved}");
+}
+
+#[test]
+fn a_capture_never_chooses_what_runs() {
+    let test = Test::new();
+    for name in ["PATH", "LD_PRELOAD", "BASH_ENV", "RUNBOOK_SHIM_SOCKET"] {
+        test.write(
+            "doc.md",
+            &format!("# T\n\n```bash {{capture={name}}}\necho /tmp\n```\n\n```bash\ntouch ran\n```\n"),
+        );
+        let run = test.run(&["run", "doc.md"]).code(2);
+        assert!(
+            run.stderr.contains(&format!("capture={name} cannot set {name}")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("doc.md:3:"), "{}", run.stderr);
+        assert!(!test.path("ran").exists());
+    }
+    // Exporting in a cell, where a reader sees it, is the way.
+    test.write(
+        "doc.md",
+        "```bash {capture=DIR}\necho /tmp\n```\n\n```bash\nexport PATH=\"$DIR:$PATH\"; echo ok\n```\n",
+    );
+    test.run(&["run", "doc.md"]).code(0);
+}
+
+#[test]
+fn a_dry_run_writes_nothing_at_all() {
+    let test = Test::new();
+    let tmp = test.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    test.write(
+        "doc.md",
+        "---\nrunbook:\n  replay: fixtures\n---\n```bash {capture=X}\necho hi\n```\n\n```text {file=out.txt}\nx\n```\n",
+    );
+    test.write("fixtures/doc.json", "{\"version\": 1, \"calls\": []}\n");
+    let before: Vec<_> = walk(test.dir.path());
+    let stamp = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let (folder_time, tmp_time) = (stamp(test.dir.path()), stamp(&tmp));
+    std::thread::sleep(Duration::from_millis(20));
+    for extra in [&[][..], &["--replay", "fixtures"][..], &["--cell", "2"][..]] {
+        let mut args = vec!["run", "doc.md", "--dry-run"];
+        args.extend_from_slice(extra);
+        test.run_env(&args, &[("TMPDIR", tmp.to_str().unwrap())])
+            .code(0);
+    }
+    assert_eq!(walk(test.dir.path()), before);
+    assert_eq!(stamp(test.dir.path()), folder_time);
+    // Not even a shim folder made and removed again.
+    assert_eq!(stamp(&tmp), tmp_time);
+}
+
+#[test]
+fn file_cells_never_write_into_a_fifo_or_through_a_link_out() {
+    let test = Test::new();
+    mkfifo(&test.path("pipe.yaml"));
+    test.write("doc.md", "```yaml {file=pipe.yaml}\nx: 1\n```\n");
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(1);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    // A link to a file outside the folder, in a subfolder.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.yaml");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::create_dir(test.path("k8s")).unwrap();
+    std::os::unix::fs::symlink(&victim, test.path("k8s/app.yaml")).unwrap();
+    test.write("doc.md", "```yaml {file=k8s/app.yaml}\nx: 1\n```\n");
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(1);
+    assert!(run.stderr.contains("through a link"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }

@@ -74,6 +74,43 @@ pub struct Kernel {
 /// The environment variable that tags a kernel's processes.
 pub const TAG_ENV: &str = "RUNBOOK_KERNEL";
 
+/// Why a value that came out of a run (a capture, or the captures and
+/// exports a state file holds) may not set the environment variable
+/// `name` of later cells, if it may not: such a value would choose which
+/// programs and libraries run, or make shells and interpreters run code,
+/// so captured output would run as code. Names people set themselves
+/// (params, `--set`, `export` in a cell) are not limited.
+pub fn reserved(name: &str) -> Option<&'static str> {
+    const RUN_CODE: [&str; 15] = [
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PROMPT_COMMAND",
+        "PS4",
+        "IFS",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PERL5LIB",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+    ];
+    if name == "PATH" {
+        Some("it chooses which programs run")
+    } else if name.starts_with("LD_") || name.starts_with("DYLD_") {
+        Some("it loads libraries into every program")
+    } else if RUN_CODE.contains(&name) || name.starts_with("BASH_FUNC_") {
+        Some("it makes shells and interpreters run code")
+    } else if name.starts_with("RUNBOOK_") {
+        Some("runbook's own machinery uses it")
+    } else {
+        None
+    }
+}
+
 /// Chunks of output in flight between the pipes and the run; a full
 /// channel makes the cell wait, so memory stays bounded.
 const CHANNEL: usize = 64;
@@ -139,7 +176,12 @@ impl Kernel {
         };
         command
             .current_dir(&launch.cwd)
-            .envs(&launch.env)
+            .envs(
+                launch
+                    .env
+                    .iter()
+                    .filter(|(name, _)| crate::parser::is_variable_name(name)),
+            )
             .env(TAG_ENV, &self.tag)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -265,7 +307,12 @@ impl Kernel {
                 None => script.push_str(code),
             }
         } else {
-            for (name, value) in &changed {
+            // Only names a shell can hold: nothing else is ever set, and
+            // no name can add code to the script.
+            for (name, value) in changed
+                .iter()
+                .filter(|(name, _)| crate::parser::is_variable_name(name))
+            {
                 script.push_str(&format!(
                     "export {name}={}\n",
                     crate::template::shell_quote(value)
