@@ -81,7 +81,11 @@ fn outputs_are_recorded_byte_for_byte_tabs_included() {
     assert_eq!(finished["recorded"], expected.as_str());
     // The terminal echo too.
     let run = test.run(&["run", "doc.md", "--no-write"]).code(0);
-    assert!(run.stdout.contains("rg-dev\teastus\tSucceeded\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("rg-dev\teastus\tSucceeded\n"),
+        "{}",
+        run.stdout
+    );
     // Recording again changes nothing, and `test` agrees with what it recorded.
     test.run(&["run", "doc.md"]).code(0);
     assert_eq!(test.read("doc.md"), doc);
@@ -247,7 +251,10 @@ fn names_read_back_from_a_state_file_never_run_code() {
     }
     // And the state written back holds none of them.
     let saved = test.read(".runbook/doc.md.json");
-    assert!(!saved.contains("BASH_ENV") && !saved.contains("PATH"), "{saved}");
+    assert!(
+        !saved.contains("BASH_ENV") && !saved.contains("PATH"),
+        "{saved}"
+    );
 }
 
 #[test]
@@ -256,11 +263,14 @@ fn a_capture_never_chooses_what_runs() {
     for name in ["PATH", "LD_PRELOAD", "BASH_ENV", "RUNBOOK_SHIM_SOCKET"] {
         test.write(
             "doc.md",
-            &format!("# T\n\n```bash {{capture={name}}}\necho /tmp\n```\n\n```bash\ntouch ran\n```\n"),
+            &format!(
+                "# T\n\n```bash {{capture={name}}}\necho /tmp\n```\n\n```bash\ntouch ran\n```\n"
+            ),
         );
         let run = test.run(&["run", "doc.md"]).code(2);
         assert!(
-            run.stderr.contains(&format!("capture={name} cannot set {name}")),
+            run.stderr
+                .contains(&format!("capture={name} cannot set {name}")),
             "{}",
             run.stderr
         );

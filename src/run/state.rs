@@ -234,9 +234,8 @@ pub fn make_folder(folder: &Path) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(folder.join(".gitignore"));
     match ignore {
-        Ok(mut file) => file.write_all(
-            b"# Made by runbook: its state and locks stay out of version control.\n*\n",
-        ),
+        Ok(mut file) => file
+            .write_all(b"# Made by runbook: its state and locks stay out of version control.\n*\n"),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
