@@ -65,10 +65,21 @@ async fn run(server: Server) -> std::io::Result<()> {
     let (prompt_sender, prompts) = mpsc::unbounded_channel();
     options.stop = Some(shared.stop.subscribe());
     options.prompts = Some(prompt_sender);
-    let session = Session::new(&file, folder, start.0.clone(), options);
-    let kernels = Kernels::new(shared.clone(), session, start, requests);
+    let requests = Arc::new(tokio::sync::Mutex::new(requests));
+    let kernels = {
+        let shared = shared.clone();
+        let mut again = false;
+        move || {
+            if std::mem::replace(&mut again, true) {
+                // The failed task's kernels are gone: so goes what they started.
+                crate::procs::kill_descendants(&[]);
+            }
+            let session = Session::new(&file, folder.clone(), start.0.clone(), options.clone());
+            Kernels::new(shared.clone(), session, start.clone(), requests.clone()).serve()
+        }
+    };
     tokio::task::spawn_local(live::ask_in_page(shared.clone(), prompts));
-    tokio::task::spawn_local(kernels.serve());
+    tokio::task::spawn_local(live::supervise(shared.clone(), kernels));
     tokio::task::spawn_local(watch(shared.clone()));
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
