@@ -329,3 +329,163 @@ fn file_cells_never_write_into_a_fifo_or_through_a_link_out() {
     assert!(run.stderr.contains("through a link"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
+
+/// `runbook ARGS` run by `sh -c "PREFIX exec runbook ARGS"` in the test's
+/// folder.
+fn run_under(test: &Test, prefix: &str, args: &str) -> crate::support::Run {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{prefix} exec '{}' {args}",
+            env!("CARGO_BIN_EXE_runbook")
+        ))
+        .current_dir(test.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    crate::support::Run::from(output)
+}
+
+const THREE_KERNELS: &str = "# Kernels\n\n```bash\necho bash says hi\n```\n\n```sh\necho sh says hi\n```\n\n```python\nprint('python says hi')\n```\n";
+
+#[test]
+fn too_few_open_files_is_an_error_never_a_pass() {
+    let test = Test::new();
+    // A hard limit below what runbook needs: refused before anything runs.
+    for limit in [8, 10, 12, 16, 20, 32] {
+        test.write("doc.md", THREE_KERNELS);
+        let run = run_under(&test, &format!("ulimit -n {limit};"), "run doc.md").code(2);
+        assert!(
+            run.stderr.contains("too few open files"),
+            "{limit}: {}",
+            run.stderr
+        );
+        assert_eq!(test.read("doc.md"), THREE_KERNELS);
+    }
+    // A low soft limit: runbook raises its own; each cell, with the
+    // caller's limit, either runs and records what it printed, or fails.
+    // None passes without having run.
+    let expected = ["bash says hi", "sh says hi", "python says hi"];
+    for limit in [5, 8, 10, 12, 16, 20, 26, 40] {
+        test.write("doc.md", THREE_KERNELS);
+        let run = run_under(&test, &format!("ulimit -Sn {limit};"), "run doc.md --json");
+        assert!(run.code == 0 || run.code == 1, "{limit}: {}", run.stderr);
+        let events = events(&run.stdout);
+        let finished: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event"] == "cell-finished")
+            .collect();
+        for cell in &finished {
+            let index = cell["index"].as_u64().unwrap() as usize;
+            if cell["status"] == "passed" {
+                assert_eq!(cell["recorded"], expected[index], "{limit}: {cell}");
+            }
+        }
+        if run.code == 0 {
+            assert_eq!(finished.len(), 3, "{limit}");
+        }
+    }
+}
+
+/// A small tmpfs, unmounted on drop; `None`, saying so, where mounting
+/// is not allowed.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a small tmpfs here (it needs root)");
+            return None;
+        }
+        Some(SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_an_error_and_the_document_stays_whole() {
+    let test = Test::new();
+    let Some(disk) = SmallDisk::mount(&test.path("disk"), "64k") else {
+        return;
+    };
+    let inner = Test {
+        dir: tempfile::tempdir_in(&disk.0).unwrap(),
+    };
+    // Outputs too big for the disk: the document cannot be rewritten.
+    let doc = "```bash\nhead -c 60000 /dev/zero | tr '\\0' x | fold -w 100\n```\n";
+    inner.write("doc.md", doc);
+    let run = inner
+        .run(&["run", "doc.md", "--max-output", "1000,1MiB"])
+        .code(1);
+    assert!(
+        run.stderr.contains("No space left on device"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(inner.read("doc.md"), doc);
+    let left: Vec<_> = walk(inner.dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A capture too big for the state file: the run says it is not kept.
+    std::fs::remove_dir_all(inner.path(".runbook")).ok();
+    let doc = "```bash {capture=BIG output=none}\nhead -c 60000 /dev/zero | tr '\\0' x\n```\n";
+    inner.write("doc.md", doc);
+    let run = inner.run(&["run", "doc.md"]).code(1);
+    assert!(run.stderr.contains("could not save"), "{}", run.stderr);
+    drop(inner);
+}
+
+/// Whether this process may make mount namespaces (`unshare -m`).
+fn can_unshare() -> bool {
+    let can = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("skipped: `unshare -m` is not allowed here (it needs root)");
+    }
+    can
+}
+
+#[test]
+fn no_proc_or_dev_null_is_an_error_before_anything_runs() {
+    if !can_unshare() {
+        return;
+    }
+    let test = Test::new();
+    let doc = "```bash\ntouch ran; echo hi\n```\n";
+    for (hidden, says) in [("/proc", "/proc is not mounted"), ("/dev", "/dev/null")] {
+        test.write("doc.md", doc);
+        let runbook = env!("CARGO_BIN_EXE_runbook");
+        let output = std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs tmpfs {hidden} && exec '{runbook}' run doc.md"
+            ))
+            .current_dir(test.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let run = crate::support::Run::from(output).code(2);
+        assert!(run.stderr.contains(says), "{hidden}: {}", run.stderr);
+        assert!(!test.path("ran").exists(), "{hidden}");
+        assert_eq!(test.read("doc.md"), doc);
+    }
+}

@@ -29,6 +29,7 @@ use crate::terminal::Terminal;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
 pub fn run(args: &RunArgs) -> Result<i32> {
+    crate::procs::ensure_system().map_err(Error::Usage)?;
     if crate::notebook::is_notebook(&args.file) {
         return run_notebook(args);
     }
@@ -191,13 +192,21 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     }
     record_state(&mut state, &loaded, &tracker, &outcome);
     // `--check` writes nothing at all, the state file included.
+    let mut state_lost = false;
     if !args.check {
         if let Err(e) = state.save(&state_path, masker) {
-            crate::say_line!("warning: could not save {}: {e}", state_path.display());
+            crate::say_line!(
+                "error: could not save {}: {e} (--resume and --cell will not know this run)",
+                state_path.display()
+            );
+            state_lost = true;
         }
     }
     if let Some(error) = recorder.as_ref().and_then(|r| r.error.clone()) {
         crate::say_line!("error: {error}");
+        return Ok(EXIT_FAILED);
+    }
+    if state_lost && outcome.status == RunStatus::Passed {
         return Ok(EXIT_FAILED);
     }
     let changed = recorder

@@ -196,6 +196,7 @@ impl Kernel {
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                crate::procs::restore_open_files();
                 Ok(())
             });
         }
@@ -486,23 +487,33 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// The loop a persistent kernel runs.
+/// The loop a persistent kernel runs. The descriptors it keeps for itself
+/// are high ones (63, 62, 61) that cells leave alone, or the highest the
+/// open-files limit allows; when it cannot keep them the kernel says so and
+/// exits with 126, so a cell never passes without having run.
 fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
     let marker = format!(r"printf '\036RB{nonce}:%s\036\n' ");
+    let top = crate::procs::cells_open_files().clamp(6, 64) - 1;
+    let (control, out, err) = (top, top - 1, top - 2);
+    let cannot = format!(
+        "|| {{ echo \"runbook: the kernel cannot keep its descriptors {control}, {out} and {err} (open files limit: $(ulimit -n))\" >&2; exit 126; }}"
+    );
     match interpreter {
         // bash takes descriptors above 9; sh (dash) only single digits.
         Interpreter::Bash => format!(
-            "exec 63<&0 0</dev/null 62>&1 61>&2\n\
-             while IFS= read -r -d '' -u 63 __rb_cmd; do\n\
+            "exec {control}<&0 {out}>&1 {err}>&2 {cannot}\n\
+             exec 0</dev/null\n\
+             while IFS= read -r -d '' -u {control} __rb_cmd; do\n\
              eval \"$__rb_cmd\"\n\
              __rb_rc=$?\n\
-             exec 1>&62 2>&61\n\
+             exec 1>&{out} 2>&{err}\n\
              {marker}\"$__rb_rc\"\n\
              {marker}\"$__rb_rc\" >&2\n\
              done\n"
         ),
         Interpreter::Sh | Interpreter::Zsh => format!(
-            "exec 9<&0 0</dev/null 8>&1 7>&2\n\
+            "exec 9<&0 8>&1 7>&2 {cannot}\n\
+             exec 0</dev/null\n\
              while IFS= read -r __rb_n <&9; do\n\
              __rb_cmd=$(head -c \"$__rb_n\" <&9)\n\
              eval \"$__rb_cmd\"\n\
@@ -515,9 +526,9 @@ fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
         Interpreter::Python => format!(
             r#"
 import os, sys, traceback
-__rb_ctl = os.fdopen(os.dup2(0, 63, inheritable=False), "rb", buffering=0)
-__rb_out = os.dup2(1, 62, inheritable=False)
-__rb_err = os.dup2(2, 61, inheritable=False)
+__rb_ctl = os.fdopen(os.dup2(0, {control}, inheritable=False), "rb", buffering=0)
+__rb_out = os.dup2(1, {out}, inheritable=False)
+__rb_err = os.dup2(2, {err}, inheritable=False)
 __rb_null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(__rb_null, 0)
 sys.stdin = open(os.devnull)
