@@ -280,7 +280,7 @@ impl Kernels {
                 Request::Run { which, generation } => {
                     {
                         let mut live = self.shared.live();
-                        live.queued -= 1;
+                        live.queued = live.queued.saturating_sub(1);
                         live.busy = true;
                     }
                     if generation == *self.shared.stop.borrow() {
