@@ -312,6 +312,24 @@ fn a_dry_run_writes_nothing_at_all() {
 }
 
 #[test]
+fn a_cassette_that_is_a_fifo_or_a_device_is_refused_not_waited_on() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "---\nrunbook:\n  replay: fixtures\n---\n```bash\ntouch ran\n```\n",
+    );
+    std::fs::create_dir(test.path("fixtures")).unwrap();
+    mkfifo(&test.path("fixtures/doc.json"));
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    std::fs::remove_file(test.path("fixtures/doc.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", test.path("fixtures/doc.json")).unwrap();
+    let run = run_within_a_minute(&test, &["run", "doc.md"], &[]).code(2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    assert!(!test.path("ran").exists());
+}
+
+#[test]
 fn file_cells_never_write_into_a_fifo_or_through_a_link_out() {
     let test = Test::new();
     mkfifo(&test.path("pipe.yaml"));
