@@ -1115,3 +1115,29 @@ fn huge_numbers_in_documents_and_requests_never_panic_the_server() {
     assert_eq!(model["cells"][0]["status"], "passed", "{model:#}");
     assert_eq!(model["cells"][1]["status"], "passed", "{model:#}");
 }
+
+#[test]
+fn a_connection_that_never_finishes_a_request_head_is_closed() {
+    let test = Test::new();
+    test.write("doc.md", SIMPLE);
+    let served = Served::start(&test, "doc.md", &[]);
+    let mut silent = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    let mut half = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    half.write_all(b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // The server closes both once the time for a request head is up
+    // (10 s); a minute is the bound for a hang.
+    for stream in [&mut silent, &mut half] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let started = Instant::now();
+        let mut text = String::new();
+        let closed = stream.read_to_string(&mut text);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still open after a minute ({closed:?})"
+        );
+        assert!(!text.contains("200 OK"), "{text}");
+    }
+}
