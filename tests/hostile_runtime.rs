@@ -226,6 +226,19 @@ fn names_read_back_from_a_state_file_never_run_code() {
     state["env"]["NUL"] = Value::from("a\0b");
     std::fs::write(&state_path, state.to_string()).unwrap();
     test.run(&["run", "doc.md", "--cell", "b"]).code(2);
+    // A value no environment can hold is left out, with a warning, and the
+    // cell that needs it is named.
+    let mut state = good.clone();
+    state["captured"]["X"] = Value::from("x".repeat(200_000));
+    state["env"]["HUGE"] = Value::from("y".repeat(200_000));
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let run = test.run(&["run", "doc.md", "--cell", "b"]).code(2);
+    assert!(
+        run.stderr.contains("HUGE, X not restored"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cell a"), "{}", run.stderr);
     // Names that choose what runs are left out, with a warning; the rest
     // of the state is used.
     let mut state = good.clone();

@@ -65,6 +65,10 @@ pub fn hash(script: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The longest value an environment variable can hold on Linux
+/// (`MAX_ARG_STRLEN`, name and `=` included).
+const MAX_ENV_VALUE: usize = 128 * 1024;
+
 /// The largest state file read: four times the largest capture.
 const MAX_STATE: u64 = 4 * crate::executor::MAX_CAPTURE as u64;
 
@@ -159,6 +163,35 @@ impl State {
                 "warning: {}: {} not restored from the last run (a value read back from a state file never chooses which programs, libraries or shell code run)",
                 path.display(),
                 left_out.join(", ")
+            );
+        }
+        // No environment holds a variable this long (execve refuses it, and
+        // every program a cell started would fail): such a value is left
+        // out, and a cell that needs it says which cell captures it.
+        let too_long = |text: &str| text.len() >= MAX_ENV_VALUE;
+        let mut long: Vec<String> = state
+            .env
+            .iter()
+            .filter(|(_, v)| too_long(v))
+            .map(|(n, _)| n.clone())
+            .chain(
+                state
+                    .captured
+                    .iter()
+                    .filter(|(_, v)| too_long(&v.to_string()))
+                    .map(|(n, _)| n.clone()),
+            )
+            .collect();
+        if !long.is_empty() {
+            long.sort();
+            long.dedup();
+            state.env.retain(|_, v| !too_long(v));
+            state.captured.retain(|_, v| !too_long(&v.to_string()));
+            crate::say_line!(
+                "warning: {}: {} not restored from the last run (over {}, more than an environment variable can hold)",
+                path.display(),
+                long.join(", "),
+                crate::output::human_bytes(MAX_ENV_VALUE)
             );
         }
         Ok(state)
