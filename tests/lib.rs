@@ -9,6 +9,7 @@ mod document;
 mod fuzz;
 mod hostile;
 mod hostile_notebooks;
+mod hostile_runtime;
 mod lab;
 mod lab_tools;
 mod list;

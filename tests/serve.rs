@@ -978,3 +978,166 @@ fn a_non_loopback_address_is_served_with_a_warning() {
         "{stderr}"
     );
 }
+
+/// `GET path` with the page's cookie, answered within `limit` (tried
+/// again while the server does not answer); its status, or why not.
+fn get_within(served: &Served, path: &str, limit: Duration) -> Result<u16, String> {
+    let deadline = Instant::now() + limit;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt = (|| -> std::io::Result<u16> {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], served.port));
+            let mut stream = TcpStream::connect_timeout(&address, left)?;
+            stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+                served.host(),
+                served.cookie()
+            )?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            Ok(text.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0))
+        })();
+        match attempt {
+            Ok(status) if status != 0 => return Ok(status),
+            Ok(_) => last = "an empty answer".into(),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(last)
+}
+
+#[test]
+fn idle_and_half_open_connections_cannot_starve_the_page() {
+    let test = Test::new();
+    test.write("doc.md", SIMPLE);
+    // Fewer file descriptors than connections, as a default `ulimit -n`
+    // of 1024 is fewer than the connections any local user may open.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256; exec '{}' serve doc.md --port 0",
+            env!("CARGO_BIN_EXE_runbook")
+        ))
+        .current_dir(test.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    let served = Served::launch(command);
+    assert_eq!(
+        get_within(&served, "/api/model", Duration::from_secs(30)),
+        Ok(200)
+    );
+    // 1,000 connections to loopback: half say nothing, half send half a
+    // request head. Opening stops early if the server stops accepting.
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], served.port));
+    let mut idle = Vec::new();
+    let mut refused_in_a_row = 0;
+    for i in 0..1000 {
+        match TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+            Ok(mut stream) => {
+                refused_in_a_row = 0;
+                if i % 2 == 1 {
+                    let _ = stream.write_all(b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+                }
+                idle.push(stream);
+            }
+            Err(_) => {
+                refused_in_a_row += 1;
+                if refused_in_a_row == 20 {
+                    break;
+                }
+            }
+        }
+    }
+    // The page is still answered while they all stay open.
+    assert_eq!(
+        get_within(&served, "/api/model", Duration::from_secs(30)),
+        Ok(200),
+        "{} idle connections open",
+        idle.len()
+    );
+    let model = served.run("all", "");
+    assert_eq!(model["cells"][1]["status"], "passed", "{model:#}");
+    drop(idle);
+}
+
+#[test]
+fn huge_numbers_in_documents_and_requests_never_panic_the_server() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash {#a timeout=99999999999h}\necho a\n```\n\n```bash {#b retries=4294967295 retry-delay=18446744073709551615}\necho b\n```\n",
+    );
+    // A duration no clock can hold is refused up front, as by `run`.
+    let run = test.run(&["run", "doc.md"]).code(2);
+    assert!(run.stderr.contains("invalid duration"), "{}", run.stderr);
+    test.write(
+        "doc.md",
+        "```bash {#a timeout=720h}\necho a\n```\n\n```bash {#b retries=4294967295 retry-delay=720h}\necho b\n```\n",
+    );
+    let served = Served::start(&test, "doc.md", &[]);
+    for body in [
+        json!({"what": "cell", "cell": "18446744073709551616"}),
+        json!({"what": "cell", "cell": "99999999999999999999999999"}),
+        json!({"what": "cell", "cell": "0"}),
+        json!({"what": "from", "cell": "-1"}),
+        json!({"what": "to", "cell": "4294967296"}),
+        json!({"what": "cell", "cell": 1e308}),
+        json!({"what": 18446744073709551615u64}),
+    ] {
+        let response = served.post("/api/run", body.clone());
+        assert!(
+            [202, 400, 422].contains(&response.status),
+            "{body}: {}",
+            response.status
+        );
+        served.idle();
+    }
+    for body in [
+        json!({"id": 18446744073709551615u64, "yes": true}),
+        json!({"id": -1, "yes": true}),
+        json!({"id": 1e308, "yes": true}),
+    ] {
+        let status = served.post("/api/answer", body.clone()).status;
+        assert!([409, 422].contains(&status), "{body}: {status}");
+    }
+    let response = served.post(
+        "/api/cells/99999999999999999999",
+        json!({"was": "", "body": "x"}),
+    );
+    assert_eq!(response.status, 409, "{}", response.body);
+    // And the cells still run, with their long timeout.
+    let model = served.run("all", "");
+    assert_eq!(model["cells"][0]["status"], "passed", "{model:#}");
+    assert_eq!(model["cells"][1]["status"], "passed", "{model:#}");
+}
+
+#[test]
+fn a_connection_that_never_finishes_a_request_head_is_closed() {
+    let test = Test::new();
+    test.write("doc.md", SIMPLE);
+    let served = Served::start(&test, "doc.md", &[]);
+    let mut silent = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    let mut half = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    half.write_all(b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // The server closes both once the time for a request head is up
+    // (10 s); a minute is the bound for a hang.
+    for stream in [&mut silent, &mut half] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let started = Instant::now();
+        let mut text = String::new();
+        let closed = stream.read_to_string(&mut text);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still open after a minute ({closed:?})"
+        );
+        assert!(!text.contains("200 OK"), "{text}");
+    }
+}

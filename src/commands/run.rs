@@ -29,6 +29,7 @@ use crate::terminal::Terminal;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
 pub fn run(args: &RunArgs) -> Result<i32> {
+    crate::procs::ensure_system().map_err(Error::Usage)?;
     if crate::notebook::is_notebook(&args.file) {
         return run_notebook(args);
     }
@@ -124,7 +125,12 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
         restored_env = state.env.clone();
     }
     let defined: BTreeSet<String> = vars.names().into_iter().collect();
-    let interceptor = interceptor(&loaded, args)?;
+    // A dry run writes nothing at all, not even the shim folder.
+    let interceptor = if args.dry_run {
+        None
+    } else {
+        interceptor(&loaded, args)?
+    };
     let intercepted = replayed_tools(interceptor.as_ref());
     let diagnostics = problems(
         &loaded,
@@ -224,13 +230,21 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
     }
     record_state(&mut state, &loaded, &tracker, &outcome);
     // `--check` writes nothing at all, the state file included.
+    let mut state_lost = false;
     if !args.check {
         if let Err(e) = state.save(&state_path, masker) {
-            crate::say_line!("warning: could not save {}: {e}", state_path.display());
+            crate::say_line!(
+                "error: could not save {}: {e} (--resume and --cell will not know this run)",
+                state_path.display()
+            );
+            state_lost = true;
         }
     }
     if let Some(error) = recorder.as_ref().and_then(|r| r.error.clone()) {
         crate::say_line!("error: {error}");
+        return Ok(EXIT_FAILED);
+    }
+    if state_lost && outcome.status == RunStatus::Passed {
         return Ok(EXIT_FAILED);
     }
     let changed = recorder
@@ -320,6 +334,7 @@ pub fn problems(
     if checks.runs {
         diagnostics.extend(secrets_nobody_gives(loaded, defined));
     }
+    diagnostics.extend(reserved_captures(loaded, cells));
     if !diagnostics.iter().any(Diagnostic::is_error) {
         diagnostics.extend(undefined_variables(
             &loaded.source,
@@ -332,6 +347,33 @@ pub fn problems(
         diagnostics.extend(preflight(loaded, cells, checks.yes, checks.intercepted));
     }
     diagnostics
+}
+
+/// Captures into names that would let captured output choose what runs
+/// (`capture=PATH`, `capture=LD_PRELOAD`, `capture=BASH_ENV`): errors,
+/// since a captured value never runs as code.
+fn reserved_captures(loaded: &Loaded, cells: &[usize]) -> Vec<Diagnostic> {
+    cells
+        .iter()
+        .map(|&i| &loaded.runbook.cells[i])
+        .filter_map(|cell| {
+            let capture = cell.options.capture.as_ref()?;
+            let why = crate::kernel::reserved(&capture.name)?;
+            Some(
+                Diagnostic::error(
+                    format!(
+                        "capture={} cannot set {}: {why}, and a captured value never runs as code",
+                        capture.name, capture.name
+                    ),
+                    cell.info_span.clone(),
+                )
+                .help(format!(
+                    "capture into another name and set {} in a cell, where a reader sees it",
+                    capture.name
+                )),
+            )
+        })
+        .collect()
 }
 
 /// The tools a replaying interceptor answers for.

@@ -26,6 +26,7 @@ pub fn write_if_changed_with_mode(
     contents: &[u8],
     mode: Option<u32>,
 ) -> io::Result<bool> {
+    refuse_special(path)?;
     match fs::read(path) {
         Ok(existing) if existing == contents => {
             if let Some(mode) = mode {
@@ -43,7 +44,20 @@ pub fn write_if_changed_with_mode(
 
 /// Atomically replaces `path` with `contents`, keeping what the file was.
 pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    refuse_special(path)?;
     write_with_mode(path, contents, None)
+}
+
+/// Only a regular file (or nothing) is replaced: reading a FIFO or a
+/// device to compare would wait for ever, and a folder is no file.
+fn refuse_special(path: &Path) -> io::Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::other(format!(
+            "{} is not a regular file; runbook writes only over one",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The file a write to `path` lands in: links followed to the end.

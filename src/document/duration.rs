@@ -3,13 +3,18 @@
 
 use std::time::Duration;
 
-/// Parses `30s`, `2m`, `1h`, `1h30m`, `250ms` or `45` (seconds).
+/// The longest duration an attribute may give: 30 days. Longer ones are
+/// refused, so no timeout or delay can overflow a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses `30s`, `2m`, `1h`, `1h30m`, `250ms` or `45` (seconds), up to
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
     if text.is_empty() {
         return None;
     }
     if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds)).filter(|d| *d <= MAX_DURATION);
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -30,7 +35,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             "h" => number * 3600.0,
             _ => return None,
         };
-        total += Duration::from_secs_f64(seconds);
+        total = total.checked_add(Duration::try_from_secs_f64(seconds).ok()?)?;
+        if total > MAX_DURATION {
+            return None;
+        }
         rest = &rest[unit_len..];
     }
     Some(total)
@@ -68,7 +76,21 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        for bad in ["", "s", "2x", "m2", "1..2s", "-1s"] {
+        assert_eq!(parse_duration("720h"), Some(MAX_DURATION));
+        for bad in [
+            "",
+            "s",
+            "2x",
+            "m2",
+            "1..2s",
+            "-1s",
+            "721h",
+            "99999999999h",
+            "99999999999999999999h",
+            "18446744073709551615",
+            "1e308s",
+            "999999999999999999999999999999999999999.5h",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -117,6 +117,14 @@ impl Cassette {
     /// A cassette must be of a version this tool reads (1, or none given)
     /// and every exit status must be one a process can have (0 to 255).
     pub fn load(path: &Path) -> Result<Cassette, String> {
+        // Only a regular file: a FIFO or a device named by a document's
+        // `replay:` would be waited on (or read) for ever.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(format!(
+                "{}: invalid cassette: not a regular file",
+                path.display()
+            ));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let cassette: Cassette = serde_json::from_str(&text).map_err(|e| {
             let message = crate::diagnostic::without_location(e.to_string());

@@ -59,6 +59,13 @@ impl Interceptor {
         folder: &Path,
         tools: Vec<String>,
     ) -> Result<Interceptor, String> {
+        for tool in &tools {
+            if let Some(why) = not_a_tool_name(tool) {
+                return Err(format!(
+                    "intercept: {tool:?} {why}; name the tools as they are called, e.g. [az, kubectl, helm]"
+                ));
+            }
+        }
         let cassette = match mode {
             Mode::Replay => Cassette::load(&cassette_path)?,
             Mode::Record => Cassette::default(),
@@ -242,6 +249,28 @@ impl Shared {
 impl SecretLog for Arc<Mutex<Shared>> {
     fn learn(&self, masker: &Masker) {
         self.lock().expect("not poisoned").masker = masker.clone();
+    }
+}
+
+/// Why `tool` cannot be the name of a shim in the shim folder, if it
+/// cannot: a shim is a link named as the command it answers for, so the
+/// name is one file name of printable characters, never a path (`a/b`,
+/// `../../x`), a hidden name, the socket's, or runbook's own.
+pub fn not_a_tool_name(tool: &str) -> Option<&'static str> {
+    if tool.is_empty() {
+        Some("is empty")
+    } else if tool.contains('/') {
+        Some("is a path, not a command name")
+    } else if tool.starts_with('.') {
+        Some("starts with a dot")
+    } else if tool.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("holds a space or a control character")
+    } else if tool.len() > 255 {
+        Some("is too long for a file name")
+    } else if tool == "socket" || tool == "runbook" || tool.starts_with("runbook-") {
+        Some("is a name runbook uses itself")
+    } else {
+        None
     }
 }
 

@@ -74,6 +74,43 @@ pub struct Kernel {
 /// The environment variable that tags a kernel's processes.
 pub const TAG_ENV: &str = "RUNBOOK_KERNEL";
 
+/// Why a value that came out of a run (a capture, or the captures and
+/// exports a state file holds) may not set the environment variable
+/// `name` of later cells, if it may not: such a value would choose which
+/// programs and libraries run, or make shells and interpreters run code,
+/// so captured output would run as code. Names people set themselves
+/// (params, `--set`, `export` in a cell) are not limited.
+pub fn reserved(name: &str) -> Option<&'static str> {
+    const RUN_CODE: [&str; 15] = [
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PROMPT_COMMAND",
+        "PS4",
+        "IFS",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PERL5LIB",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+    ];
+    if name == "PATH" {
+        Some("it chooses which programs run")
+    } else if name.starts_with("LD_") || name.starts_with("DYLD_") {
+        Some("it loads libraries into every program")
+    } else if RUN_CODE.contains(&name) || name.starts_with("BASH_FUNC_") {
+        Some("it makes shells and interpreters run code")
+    } else if name.starts_with("RUNBOOK_") {
+        Some("runbook's own machinery uses it")
+    } else {
+        None
+    }
+}
+
 /// Chunks of output in flight between the pipes and the run; a full
 /// channel makes the cell wait, so memory stays bounded.
 const CHANNEL: usize = 64;
@@ -139,7 +176,12 @@ impl Kernel {
         };
         command
             .current_dir(&launch.cwd)
-            .envs(&launch.env)
+            .envs(
+                launch
+                    .env
+                    .iter()
+                    .filter(|(name, _)| crate::parser::is_variable_name(name)),
+            )
             .env(TAG_ENV, &self.tag)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -154,6 +196,7 @@ impl Kernel {
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                crate::procs::restore_open_files();
                 Ok(())
             });
         }
@@ -265,7 +308,12 @@ impl Kernel {
                 None => script.push_str(code),
             }
         } else {
-            for (name, value) in &changed {
+            // Only names a shell can hold: nothing else is ever set, and
+            // no name can add code to the script.
+            for (name, value) in changed
+                .iter()
+                .filter(|(name, _)| crate::parser::is_variable_name(name))
+            {
                 script.push_str(&format!(
                     "export {name}={}\n",
                     crate::template::shell_quote(value)
@@ -439,23 +487,33 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// The loop a persistent kernel runs.
+/// The loop a persistent kernel runs. The descriptors it keeps for itself
+/// are high ones (63, 62, 61) that cells leave alone, or the highest the
+/// open-files limit allows; when it cannot keep them the kernel says so and
+/// exits with 126, so a cell never passes without having run.
 fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
     let marker = format!(r"printf '\036RB{nonce}:%s\036\n' ");
+    let top = crate::procs::cells_open_files().clamp(6, 64) - 1;
+    let (control, out, err) = (top, top - 1, top - 2);
+    let cannot = format!(
+        "|| {{ echo \"runbook: the kernel cannot keep its descriptors {control}, {out} and {err} (open files limit: $(ulimit -n))\" >&2; exit 126; }}"
+    );
     match interpreter {
         // bash takes descriptors above 9; sh (dash) only single digits.
         Interpreter::Bash => format!(
-            "exec 63<&0 0</dev/null 62>&1 61>&2\n\
-             while IFS= read -r -d '' -u 63 __rb_cmd; do\n\
+            "exec {control}<&0 {out}>&1 {err}>&2 {cannot}\n\
+             exec 0</dev/null\n\
+             while IFS= read -r -d '' -u {control} __rb_cmd; do\n\
              eval \"$__rb_cmd\"\n\
              __rb_rc=$?\n\
-             exec 1>&62 2>&61\n\
+             exec 1>&{out} 2>&{err}\n\
              {marker}\"$__rb_rc\"\n\
              {marker}\"$__rb_rc\" >&2\n\
              done\n"
         ),
         Interpreter::Sh | Interpreter::Zsh => format!(
-            "exec 9<&0 0</dev/null 8>&1 7>&2\n\
+            "exec 9<&0 8>&1 7>&2 {cannot}\n\
+             exec 0</dev/null\n\
              while IFS= read -r __rb_n <&9; do\n\
              __rb_cmd=$(head -c \"$__rb_n\" <&9)\n\
              eval \"$__rb_cmd\"\n\
@@ -468,9 +526,9 @@ fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
         Interpreter::Python => format!(
             r#"
 import os, sys, traceback
-__rb_ctl = os.fdopen(os.dup2(0, 63, inheritable=False), "rb", buffering=0)
-__rb_out = os.dup2(1, 62, inheritable=False)
-__rb_err = os.dup2(2, 61, inheritable=False)
+__rb_ctl = os.fdopen(os.dup2(0, {control}, inheritable=False), "rb", buffering=0)
+__rb_out = os.dup2(1, {out}, inheritable=False)
+__rb_err = os.dup2(2, {err}, inheritable=False)
 __rb_null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(__rb_null, 0)
 sys.stdin = open(os.devnull)

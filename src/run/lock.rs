@@ -38,9 +38,12 @@ impl Lock {
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
             .map_err(unavailable)?;
+        if !file.metadata().map_err(unavailable)?.is_file() {
+            return Err(unavailable(std::io::Error::other("not a regular file")));
+        }
         // SAFETY: flock on a file descriptor this function owns.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if !locked {

@@ -182,8 +182,12 @@ impl Recording {
     }
 }
 
-/// Removes ANSI escape sequences and resolves `\r`: text after a carriage
-/// return overwrites the line, as a terminal would show it.
+/// The deliberate changes between what a process printed and what is
+/// recorded, the only ones besides masking and the size cap: terminal
+/// control sequences (ANSI escapes, 7-bit and 8-bit, and the other control
+/// characters: bell, backspace, NUL...) are removed, and `\r` is resolved:
+/// text after a carriage return overwrites the line, as a terminal would
+/// show it. Everything else, tabs included, is kept byte for byte.
 pub fn clean(raw: &str) -> String {
     let mut resolved = String::with_capacity(raw.len());
     for (i, line) in raw.split('\n').enumerate() {
@@ -193,7 +197,25 @@ pub fn clean(raw: &str) -> String {
         let line = line.strip_suffix('\r').unwrap_or(line);
         resolved.push_str(line.rsplit('\r').next().unwrap_or(line));
     }
-    strip_ansi_escapes::strip_str(resolved)
+    let mut text = Text(String::with_capacity(resolved.len()));
+    let mut parser: vte::Parser = vte::Parser::new();
+    parser.advance(&mut text, resolved.as_bytes());
+    text.0
+}
+
+/// What a terminal shows as text: printed characters, line feeds and tabs.
+struct Text(String);
+
+impl vte::Perform for Text {
+    fn print(&mut self, c: char) {
+        self.0.push(c);
+    }
+
+    fn execute(&mut self, byte: u8) {
+        if byte == b'\n' || byte == b'\t' {
+            self.0.push(char::from(byte));
+        }
+    }
 }
 
 /// Cuts `head` (then `tail`, after `middle` lines and bytes that are gone

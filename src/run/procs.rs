@@ -3,6 +3,103 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::sync::OnceLock;
+
+/// The fewest open files runbook needs for itself: its runtime, signal
+/// handling, the pipes of a kernel and the files it writes.
+pub const MIN_OPEN_FILES: u64 = 64;
+
+/// The open-files limit the caller gave, when runbook raised its own
+/// (cells get the caller's back).
+static CALLERS_OPEN_FILES: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// Makes sure runbook can open the files it needs: below
+/// [`MIN_OPEN_FILES`], the limit is raised for runbook itself when the
+/// hard limit allows (cells still get the caller's, see
+/// [`restore_open_files`]), and is an error otherwise.
+fn ensure_open_files() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur >= MIN_OPEN_FILES
+    {
+        return Ok(());
+    }
+    let raised = libc::rlimit {
+        rlim_cur: MIN_OPEN_FILES,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    if limit.rlim_max >= MIN_OPEN_FILES
+        && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0
+    {
+        let _ = CALLERS_OPEN_FILES.set(limit);
+        return Ok(());
+    }
+    Err(format!(
+        "too few open files allowed (ulimit -n is {}); runbook needs at least {MIN_OPEN_FILES}: raise it with `ulimit -n {MIN_OPEN_FILES}`",
+        limit.rlim_cur
+    ))
+}
+
+/// Makes sure the system gives runbook what it relies on, before anything
+/// runs: enough open files, `/dev/null` (every cell's stdin) and `/proc`
+/// (how it finds, and ends, every process a cell started, and tells a
+/// running run's files from those a killed one left).
+pub fn ensure_system() -> Result<(), String> {
+    ensure_open_files()?;
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
+    let is_device = null
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()));
+    if !is_device {
+        return Err(
+            "/dev/null is missing or not a device: cells read their stdin from it; nothing ran"
+                .into(),
+        );
+    }
+    if fs::metadata(format!("/proc/{}/stat", std::process::id())).is_err() {
+        return Err(
+            "/proc is not mounted: runbook needs it to find and end every process a cell starts; nothing ran"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The open-files limit cells get: the caller's.
+pub fn cells_open_files() -> u64 {
+    if let Some(limit) = CALLERS_OPEN_FILES.get() {
+        return limit.rlim_cur;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// In a child before exec: gives it back the caller's open-files limit,
+/// if runbook raised its own. Async-signal-safe.
+pub fn restore_open_files() {
+    if let Some(limit) = CALLERS_OPEN_FILES.get() {
+        // SAFETY: setrlimit only reads the struct; it is async-signal-safe.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_NOFILE, limit);
+        }
+    }
+}
 
 /// Makes this process the reaper of its orphaned descendants, so a child
 /// that daemonises (double fork, `setsid`) stays findable and killable.

@@ -3,6 +3,8 @@
 //! the environment exported in the last run. It never holds a secret.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -63,44 +65,173 @@ pub fn hash(script: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The longest value an environment variable can hold on Linux
+/// (`MAX_ARG_STRLEN`, name and `=` included).
+const MAX_ENV_VALUE: usize = 128 * 1024;
+
+/// The largest state file read: four times the largest capture.
+const MAX_STATE: u64 = 4 * crate::executor::MAX_CAPTURE as u64;
+
 impl State {
-    /// Reads a state file; a missing one is an empty state.
+    /// Reads a state file; a missing one is an empty state. Only a regular
+    /// file in a real `.runbook/` folder is read (never a link, a FIFO or a
+    /// device), and only names a shell can hold come out of it: a name
+    /// that is not one makes the file invalid, and a captured or exported
+    /// value for a name that would choose what runs (`PATH`, `LD_PRELOAD`,
+    /// `BASH_ENV`...; see [`crate::kernel::reserved`]) is left out, with a
+    /// warning.
     pub fn load(path: &Path) -> Result<State, String> {
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let invalid = |why: String| {
+            format!(
+                "{}: not a valid state file ({why}); delete it to start afresh",
+                path.display()
+            )
+        };
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if is_link(folder) {
+                return Err(format!(
+                    "{} is a symbolic link; runbook keeps its state only in a real folder beside the runbook (delete the link to start afresh)",
+                    folder.display()
+                ));
+            }
+        }
+        if is_link(path) {
             return Err(format!(
                 "{} is a symbolic link; runbook does not use a state file through one (delete it to start afresh)",
                 path.display()
             ));
         }
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "{}: not a valid state file ({e}); delete it to start afresh",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!(
+                "{} is not a regular file; runbook keeps its state only in one (delete it to start afresh)",
+                path.display()
+            ));
         }
+        if meta.len() > MAX_STATE {
+            return Err(invalid(format!(
+                "it is over {}",
+                crate::output::human_bytes(MAX_STATE as usize)
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_STATE)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut state: State = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let names = state.captured.keys().chain(state.env.keys());
+        if let Some(name) = names
+            .clone()
+            .find(|name| !crate::parser::is_variable_name(name))
+        {
+            return Err(invalid(format!("{name:?} is not a variable name")));
+        }
+        let with_nul = state.env.iter().map(|(n, v)| (n, v.contains('\0'))).chain(
+            state
+                .captured
+                .iter()
+                .map(|(n, v)| (n, v.to_string().contains("\\u0000"))),
+        );
+        if let Some((name, _)) = with_nul.into_iter().find(|(_, nul)| *nul) {
+            return Err(invalid(format!("the value of {name} holds a NUL byte")));
+        }
+        let mut left_out: Vec<String> = names
+            .filter(|name| crate::kernel::reserved(name).is_some())
+            .cloned()
+            .collect();
+        if !left_out.is_empty() {
+            left_out.sort();
+            left_out.dedup();
+            state
+                .captured
+                .retain(|name, _| crate::kernel::reserved(name).is_none());
+            state
+                .env
+                .retain(|name, _| crate::kernel::reserved(name).is_none());
+            crate::say_line!(
+                "warning: {}: {} not restored from the last run (a value read back from a state file never chooses which programs, libraries or shell code run)",
+                path.display(),
+                left_out.join(", ")
+            );
+        }
+        // No environment holds a variable this long (execve refuses it, and
+        // every program a cell started would fail): such a value is left
+        // out, and a cell that needs it says which cell captures it.
+        let too_long = |text: &str| text.len() >= MAX_ENV_VALUE;
+        let mut long: Vec<String> = state
+            .env
+            .iter()
+            .filter(|(_, v)| too_long(v))
+            .map(|(n, _)| n.clone())
+            .chain(
+                state
+                    .captured
+                    .iter()
+                    .filter(|(_, v)| too_long(&v.to_string()))
+                    .map(|(n, _)| n.clone()),
+            )
+            .collect();
+        if !long.is_empty() {
+            long.sort();
+            long.dedup();
+            state.env.retain(|_, v| !too_long(v));
+            state.captured.retain(|_, v| !too_long(&v.to_string()));
+            crate::say_line!(
+                "warning: {}: {} not restored from the last run (over {}, more than an environment variable can hold)",
+                path.display(),
+                long.join(", "),
+                crate::output::human_bytes(MAX_ENV_VALUE)
+            );
+        }
+        Ok(state)
     }
 
     /// Writes the state atomically, with every string passed through
-    /// `masker` and any value it would change left out.
+    /// `masker` and any value it would change left out, as are names no
+    /// later run would restore. Only into a real `.runbook/` folder, and
+    /// only over a regular file.
     pub fn save(&self, path: &Path, masker: &Masker) -> std::io::Result<()> {
         let mut clean = self.clone();
         clean.version = VERSION;
-        clean.captured.retain(|_, v| {
+        clean.captured.retain(|name, v| {
             let text = v.to_string();
-            masker.mask(&text) == text
+            masker.mask(&text) == text && crate::kernel::reserved(name).is_none()
         });
-        clean.env.retain(|_, v| masker.mask(v) == *v);
+        clean
+            .env
+            .retain(|name, v| masker.mask(v) == *v && crate::kernel::reserved(name).is_none());
         if let Some(parent) = path.parent() {
             make_folder(parent)?;
-            refuse_link(parent)?;
         }
         // Unlike the document, the state file is runbook's own: a link in
-        // its place (or its folder's) is never followed.
-        refuse_link(path)?;
+        // its place (or its folder's) is never followed, and nothing but a
+        // regular file is replaced.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link; runbook does not write its state through one",
+                    path.display()
+                )))
+            }
+            Ok(meta) if !meta.is_file() => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a regular file; runbook writes its state only over one",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
         let text = serde_json::to_string_pretty(&clean).expect("state serialises") + "\n";
         crate::atomic::write_if_changed(path, text.as_bytes()).map(|_| ())
     }
@@ -108,27 +239,43 @@ impl State {
 
 /// Makes the `.runbook/` folder, with a `.gitignore` holding `*` in it (as
 /// pytest does for its cache), so state and locks stay out of version
-/// control without anyone having to say so.
+/// control without anyone having to say so. The folder must be a real one:
+/// a link in its place (to a folder elsewhere) is refused, never followed.
 pub fn make_folder(folder: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(folder)?;
-    let ignore = folder.join(".gitignore");
-    if std::fs::symlink_metadata(&ignore).is_err() {
-        std::fs::write(
-            &ignore,
-            "# Made by runbook: its state and locks stay out of version control.\n*\n",
-        )?;
+    match std::fs::create_dir(folder) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
     }
-    Ok(())
+    let meta = std::fs::symlink_metadata(folder)?;
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other(format!(
+            "{} is a symbolic link; runbook keeps its state and locks only in a real folder beside the runbook",
+            folder.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a folder",
+            folder.display()
+        )));
+    }
+    let ignore = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(folder.join(".gitignore"));
+    match ignore {
+        Ok(mut file) => file
+            .write_all(b"# Made by runbook: its state and locks stay out of version control.\n*\n"),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
-fn refuse_link(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::other(format!(
-            "{} is a symbolic link; runbook does not write its state through one",
-            path.display()
-        ))),
-        _ => Ok(()),
-    }
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 pub fn now_rfc3339() -> String {

@@ -184,13 +184,51 @@ pub struct Kernels {
     session: Session,
     /// The values a restart begins again from, and where each came from.
     start: (Vars, Origins),
-    requests: mpsc::UnboundedReceiver<Request>,
+    /// Shared with the task that starts this one again if it fails, so no
+    /// request is lost with it.
+    requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>,
     /// Where each variable came from, for the panel.
     origins: Origins,
     /// Secrets typed into the page: kept across restarts, as `--secret`.
     given: Vec<(String, String)>,
     /// What the kernels exported: masked value and the cell that set it.
     exported: BTreeMap<String, (String, String)>,
+}
+
+/// Runs the task `start` makes, and when it fails (a panic) tells the
+/// page and the terminal why and starts it again: a failure never leaves
+/// the page waiting on a task that is gone. Ends when the task ends by
+/// itself.
+pub async fn supervise<F, T>(shared: Arc<Shared>, mut start: F)
+where
+    F: FnMut() -> T,
+    T: std::future::Future<Output = ()> + 'static,
+{
+    loop {
+        let failure = match tokio::task::spawn_local(start()).await {
+            Ok(()) => return,
+            Err(error) if error.is_panic() => {
+                let payload = error.into_panic();
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into())
+            }
+            Err(_) => return,
+        };
+        let message = format!(
+            "the kernels' task failed ({failure}) and was started again: variables, functions and the working directory of earlier cells are gone; run them again"
+        );
+        crate::say_line!("error: {message}");
+        {
+            let mut live = shared.live();
+            live.running = None;
+            live.busy = false;
+            live.refused = vec![message_problem(message)];
+        }
+        shared.changed();
+    }
 }
 
 /// Puts `confirm` cells' questions to the page while the session waits
@@ -220,7 +258,7 @@ impl Kernels {
         shared: Arc<Shared>,
         session: Session,
         start: (Vars, Origins),
-        requests: mpsc::UnboundedReceiver<Request>,
+        requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>,
     ) -> Kernels {
         Kernels {
             shared,
@@ -235,12 +273,14 @@ impl Kernels {
 
     pub async fn serve(mut self) {
         self.publish();
-        while let Some(request) = self.requests.recv().await {
+        loop {
+            let next = self.requests.lock().await.recv().await;
+            let Some(request) = next else { break };
             match request {
                 Request::Run { which, generation } => {
                     {
                         let mut live = self.shared.live();
-                        live.queued -= 1;
+                        live.queued = live.queued.saturating_sub(1);
                         live.busy = true;
                     }
                     if generation == *self.shared.stop.borrow() {
@@ -564,5 +604,45 @@ impl Sink for PageSink<'_> {
             }
             Event::RunStarted { .. } | Event::RunFinished { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_kernels_task_is_started_again_and_says_why() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (requests, _) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(PathBuf::from("doc.md"), Vec::new(), requests));
+        shared.live().busy = true;
+        shared.live().running = Some("deploy".into());
+        let mut updates = shared.events.subscribe();
+        let starts = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = starts.clone();
+        let task = move || {
+            counted.set(counted.get() + 1);
+            let first = counted.get() == 1;
+            async move {
+                if first {
+                    panic!("index out of bounds");
+                }
+            }
+        };
+        tokio::task::LocalSet::new().block_on(&runtime, supervise(shared.clone(), task));
+        assert_eq!(starts.get(), 2);
+        let live = shared.live().clone();
+        assert!(!live.busy && live.running.is_none());
+        assert!(
+            live.refused[0].message.contains("index out of bounds")
+                && live.refused[0].message.contains("started again"),
+            "{:?}",
+            live.refused
+        );
+        assert!(updates.try_recv().is_ok(), "the page is told");
     }
 }
