@@ -387,35 +387,21 @@ fn hidden_options_harmless(options: &crate::document::CellOptions) -> bool {
 }
 
 /// Whether a variable, exported to later cells, changes how their
-/// programs run: one the environment already has, or one shells,
-/// loaders and interpreters read.
+/// programs run: one a capture may never set (`crate::kernel::reserved`),
+/// one the environment already has, or one that points tools at other
+/// homes, configurations or credentials.
 fn steers_programs(name: &str) -> bool {
-    const NAMES: [&str; 22] = [
-        "PATH",
-        "IFS",
-        "ENV",
-        "BASH_ENV",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "PS4",
-        "PROMPT_COMMAND",
+    const NAMES: [&str; 6] = [
         "HOME",
         "SHELL",
         "TMPDIR",
         "CDPATH",
         "GLOBIGNORE",
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "PYTHONHOME",
-        "NODE_OPTIONS",
-        "PERL5LIB",
-        "PERL5OPT",
-        "RUBYOPT",
-        "RUBYLIB",
         "KUBECONFIG",
     ];
-    const PREFIXES: [&str; 7] = ["LD_", "DYLD_", "BASH_", "GIT_", "HELM_", "AZURE_", "SSH_"];
-    NAMES.contains(&name)
+    const PREFIXES: [&str; 5] = ["BASH_", "GIT_", "HELM_", "AZURE_", "SSH_"];
+    crate::kernel::reserved(name).is_some()
+        || NAMES.contains(&name)
         || PREFIXES.iter().any(|p| name.starts_with(p))
         || std::env::var_os(name).is_some()
 }
