@@ -96,7 +96,9 @@ fn refused_export(loaded: &loader::Loaded, refusal: workflow::Refusal) -> error:
         Some(_) => loaded.front_matter_key(&name),
         None => loaded.source[front.clone()]
             .find(&name)
-            .map_or(front.clone(), |at| front.start + at..front.start + at + name.len()),
+            .map_or(front.clone(), |at| {
+                front.start + at..front.start + at + name.len()
+            }),
     };
     error::Error::Document {
         path: loaded.path.display().to_string(),

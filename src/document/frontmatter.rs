@@ -119,7 +119,10 @@ pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
             return Err(name_error(yaml, "secrets", name, "secret"));
         }
     }
-    for (key, names) in [("requires", &raw.requires), ("intercept", &raw.intercept.clone().unwrap_or_default())] {
+    for (key, names) in [
+        ("requires", &raw.requires),
+        ("intercept", &raw.intercept.clone().unwrap_or_default()),
+    ] {
         if let Some(name) = names.iter().find(|n| !is_program_name(n)) {
             return Err(FrontMatterError {
                 message: format!(

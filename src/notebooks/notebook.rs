@@ -721,8 +721,12 @@ fn parameters_cell(runbook: &Runbook) -> Option<Value> {
     // Only values the document itself holds: a secret, or a param made
     // from the caller's environment or from a secret, is left to the
     // kernel's environment and never written into the notebook.
-    let mut withheld: std::collections::BTreeSet<&str> =
-        runbook.settings.secrets.iter().map(String::as_str).collect();
+    let mut withheld: std::collections::BTreeSet<&str> = runbook
+        .settings
+        .secrets
+        .iter()
+        .map(String::as_str)
+        .collect();
     for (name, default) in &runbook.settings.params {
         let reads = match default {
             Value::String(template) => {
@@ -731,7 +735,9 @@ fn parameters_cell(runbook: &Runbook) -> Option<Value> {
             _ => Default::default(),
         };
         if withheld.contains(name.as_str())
-            || reads.iter().any(|r| r == "env" || withheld.contains(r.as_str()))
+            || reads
+                .iter()
+                .any(|r| r == "env" || withheld.contains(r.as_str()))
         {
             withheld.insert(name);
             code.push_str(&format!("# {name}: from the kernel's environment\n"));

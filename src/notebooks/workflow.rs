@@ -67,7 +67,12 @@ const DOWNLOAD_ARTIFACT: Action = Action {
     commit: "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",
     release: "v8.0.1",
 };
-const ACTIONS: [&Action; 4] = [&CHECKOUT, &AZURE_LOGIN, &UPLOAD_ARTIFACT, &DOWNLOAD_ARTIFACT];
+const ACTIONS: [&Action; 4] = [
+    &CHECKOUT,
+    &AZURE_LOGIN,
+    &UPLOAD_ARTIFACT,
+    &DOWNLOAD_ARTIFACT,
+];
 
 /// Why a runbook cannot be exported as a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,21 +344,17 @@ fn serialise(pipeline: &Value) -> String {
         .lines()
         .map(|line| {
             let code = line.trim_start().trim_start_matches("- ");
-            let pinned = code.strip_prefix("uses: ").and_then(|uses| {
-                ACTIONS
-                    .iter()
-                    .find(|a| a.uses() == uses)
-                    .map(|a| a.release)
-            });
+            let pinned = code
+                .strip_prefix("uses: ")
+                .and_then(|uses| ACTIONS.iter().find(|a| a.uses() == uses).map(|a| a.release));
             match pinned {
                 Some(release) => format!("{line} # {release}\n"),
                 None => format!("{line}\n"),
             }
         })
         .collect();
-    let same = |text: &str| {
-        serde_norway::from_str::<Value>(text).is_ok_and(|read| read == *pipeline)
-    };
+    let same =
+        |text: &str| serde_norway::from_str::<Value>(text).is_ok_and(|read| read == *pipeline);
     assert!(same(&plain), "a pipeline reads back as it was built");
     if same(&annotated) {
         annotated
