@@ -6,6 +6,7 @@ mod browser;
 mod check;
 mod crash;
 mod document;
+mod export_tools;
 mod fuzz;
 mod hostile;
 mod hostile_exports;
