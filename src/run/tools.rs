@@ -35,7 +35,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tool = dir.path().join("tool");
         std::fs::write(&tool, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&tool, PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let folder = dir.path().to_str().unwrap();
         assert_eq!(find_on_path("tool", Some(folder)), Some(tool.clone()));
         let absolute = tool.to_str().unwrap();
