@@ -225,6 +225,47 @@ mod tests {
     }
 
     #[test]
+    fn names_must_be_identifiers_and_tools_plain_program_names() {
+        for good in ["A", "_x", "RG_AKS2"] {
+            assert!(is_identifier(good), "{good}");
+        }
+        for bad in ["", "1X", "X-Y", "a b", "café", "${{ x }}", "A: x\n  y"] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+        for good in ["az", "python3", "docker-compose", "g++", "kubectl.exe"] {
+            assert!(is_program_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "./x",
+            "/tmp/x",
+            "../bin/sh",
+            "a b",
+            "-x",
+            ".x",
+            "..",
+            "x/y",
+        ] {
+            assert!(!is_program_name(bad), "{bad}");
+        }
+        let err = parse_settings("runbook:\n  params:\n    OK: 1\n    X-Y: 2\n  secrets: [S]\n")
+            .unwrap_err();
+        assert_eq!(err.line, Some(4), "{}", err.message);
+        let err = parse_settings("runbook:\n  params:\n    OK: 1\n  secrets:\n  - S\n  - 1X\n")
+            .unwrap_err();
+        assert_eq!(err.line, Some(6), "{}", err.message);
+        let err = parse_settings("runbook:\n  requires: [az, ./evil.sh]\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{}", err.message);
+        assert!(
+            err.message.contains("not a program name"),
+            "{}",
+            err.message
+        );
+        let err = parse_settings("runbook:\n  intercept:\n    - az\n    - /tmp/x\n").unwrap_err();
+        assert_eq!(err.line, Some(4), "{}", err.message);
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_a_line() {
         let err = parse_settings("title: x\nrunbook:\n  shel: bash\n").unwrap_err();
         assert!(
