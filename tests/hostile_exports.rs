@@ -181,9 +181,10 @@ pub const HOSTILE_VALUES: [(&str, &str); 10] = [
     ("ALIAS", "*anchor"),
     ("TAG", "!!python/object/apply:os.system ['id']"),
     ("COLON", "k: v"),
-    ("SPACES", "  padded  "),
-    ("EMPTY", ""),
-    ("UNICODE", "café ✓ 名前"),
+    ("SPACES", "  café ✓ 名前  "),
+    // Strings a YAML 1.1 reader would take for a boolean, a number.
+    ("YES", "on"),
+    ("NUMBER", "1_000"),
 ];
 
 /// File names that mean something to YAML or a shell, and that a

@@ -335,32 +335,92 @@ fn checkout() -> Value {
 }
 
 /// YAML for a pipeline, each pinned action followed by its release as a
-/// comment (`# v7.0.1`, as tools that update pins expect). The text is
-/// read back and must be the very structure given: the comments change
-/// nothing, and no string became a key, a step or an expression.
+/// comment (`# v7.0.1`, as tools that update pins expect), and each plain
+/// string that a YAML 1.1 reader would take for something else (`yes`,
+/// `on`, `1_000`, `2024-01-01`) single-quoted, so every reader gets the
+/// same strings. The text is read back and must be the very structure
+/// given: no string became a key, a step or an expression.
 fn serialise(pipeline: &Value) -> String {
     let plain = serde_norway::to_string(pipeline).expect("pipelines serialise");
-    let annotated: String = plain
-        .lines()
-        .map(|line| {
-            let code = line.trim_start().trim_start_matches("- ");
-            let pinned = code
-                .strip_prefix("uses: ")
-                .and_then(|uses| ACTIONS.iter().find(|a| a.uses() == uses).map(|a| a.release));
-            match pinned {
-                Some(release) => format!("{line} # {release}\n"),
-                None => format!("{line}\n"),
-            }
-        })
-        .collect();
     let same =
         |text: &str| serde_norway::from_str::<Value>(text).is_ok_and(|read| read == *pipeline);
     assert!(same(&plain), "a pipeline reads back as it was built");
-    if same(&annotated) {
-        annotated
+    let mut text = String::new();
+    // The indent of the line that opened a block scalar (`run: |-`),
+    // whose content lines are left as they are.
+    let mut block: Option<usize> = None;
+    for line in plain.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(open) = block {
+            if line.trim().is_empty() || indent > open {
+                text.push_str(line);
+                text.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        let item = line.trim_start().trim_start_matches("- ");
+        let lead = &line[..line.len() - item.len()];
+        // `key: value`, `key:` or a bare `value`.
+        let (key, value) = match item.split_once(": ") {
+            Some((key, value)) => (Some(key), value),
+            None => match item.strip_suffix(':') {
+                Some(key) => (Some(key), ""),
+                None => (None, item),
+            },
+        };
+        if value.starts_with(['|', '>']) {
+            block = Some(indent);
+        }
+        let release = item
+            .strip_prefix("uses: ")
+            .and_then(|uses| ACTIONS.iter().find(|a| a.uses() == uses).map(|a| a.release));
+        if let Some(release) = release {
+            text.push_str(&format!("{line} # {release}\n"));
+            continue;
+        }
+        // The workflow's own `on:` stays as GitHub writes it.
+        let quote = |scalar: &str, is_key: bool| {
+            if (is_key && indent == 0) || !reads_otherwise_in_yaml_1_1(scalar) {
+                scalar.to_string()
+            } else {
+                format!("'{scalar}'")
+            }
+        };
+        match key {
+            Some(key) if value.is_empty() => text.push_str(&format!("{lead}{}:", quote(key, true))),
+            Some(key) => text.push_str(&format!(
+                "{lead}{}: {}",
+                quote(key, true),
+                quote(value, false)
+            )),
+            None => text.push_str(&format!("{lead}{}", quote(value, false))),
+        }
+        text.push('\n');
+    }
+    if same(&text) {
+        text
     } else {
         plain
     }
+}
+
+/// Whether a plain scalar that YAML 1.2 (serde_norway, GitHub, Azure)
+/// reads as a string would be a boolean, number, date or null to a YAML
+/// 1.1 reader (PyYAML, older tools).
+fn reads_otherwise_in_yaml_1_1(scalar: &str) -> bool {
+    static YAML_1_1: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let yaml_1_1 = YAML_1_1.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?i:y|n|yes|no|on|off|true|false|null|~|=|<<|[-+]?[0-9.][0-9a-z_:.+-]*|[-+]?\.(inf|nan))$",
+        )
+        .expect("valid regex")
+    });
+    yaml_1_1.is_match(scalar)
+        && matches!(
+            serde_norway::from_str::<serde_norway::Value>(scalar),
+            Ok(serde_norway::Value::String(_))
+        )
 }
 
 pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> Result<String, Refusal> {

