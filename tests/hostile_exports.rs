@@ -386,19 +386,29 @@ fn workflows_hold_hostile_names_and_values_as_data_only() {
 #[test]
 fn file_names_a_pipeline_would_read_as_code_are_refused() {
     let test = Test::new();
-    for file in [
-        "${{ github.token }}.md",
-        "x$(touch RAN).md",
-        "$[variables.x].md",
-        "two\nlines: evil\n.md",
-        "carriage\rreturn.md",
-        "separator\u{2028}x.md",
+    // (file name, whether GitHub reads it as code too: Azure always does)
+    for (file, on_github) in [
+        ("${{ github.token }}.md", true),
+        ("two\nlines: evil\n.md", true),
+        ("carriage\rreturn.md", true),
+        ("separator\u{2028}x.md", true),
+        ("x$(touch RAN).md", false),
+        ("$[variables.x].md", false),
     ] {
         test.write(file, "```bash\necho hi\n```\n");
         for format in ["github-actions", "azure-pipelines"] {
-            let run = test
-                .run(&["export", file, "--to", format, "-o", "out.yml"])
-                .code(2);
+            let args = ["export", "--to", format, "-o", "out.yml", "--", file];
+            if format == "github-actions" && !on_github {
+                // Data to GitHub: a shell-quoted word in the script.
+                test.run(&args).code(0);
+                let workflow = read_yaml(&test.path("out.yml"));
+                let step = &workflow["jobs"]["runbook"]["steps"][2];
+                let script = step["run"].as_str().unwrap();
+                assert_eq!(arguments_of(&test, script, &[]), ["run", file]);
+                std::fs::remove_file(test.path("out.yml")).unwrap();
+                continue;
+            }
+            let run = test.run(&args).code(2);
             assert!(
                 run.stderr.contains("rename the file"),
                 "{file:?}: {}",
@@ -423,6 +433,16 @@ fn a_document_cannot_take_the_workflows_token_or_turn_a_secret_into_an_input() {
             .code(2);
         assert!(run.stderr.contains("doc.md:5:"), "{}", run.stderr);
         assert!(run.stdout.is_empty());
+    }
+    // A default written as a GitHub expression is a template of
+    // runbook's own, never an input: it does not reach the workflow.
+    test.write(
+        "doc.md",
+        "---\nrunbook:\n  params:\n    EXPR: \"${{ secrets.OTHER }}\"\n---\n```bash\necho hi\n```\n",
+    );
+    for format in ["github-actions", "azure-pipelines"] {
+        let run = test.run(&["export", "doc.md", "--to", format]).code(0);
+        assert!(!run.stdout.contains("OTHER"), "{}", run.stdout);
     }
     // A param that is also a secret: the pipeline's secret, never an
     // input whose value shows.

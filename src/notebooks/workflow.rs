@@ -20,7 +20,7 @@
 //! default, an `env:` value, a shell-quoted word), never as a key, a step
 //! or an expression. Param and secret names are identifiers (the front
 //! matter refuses others); a path or value that a pipeline would read as
-//! an expression (`${{`, and Azure's `$(` and `$[`) is refused. Actions
+//! an expression (`${{`, and on Azure `$(` and `$[`) is refused. Actions
 //! are pinned to the commit of a release, and the checkout keeps no
 //! credentials.
 
@@ -91,9 +91,11 @@ impl Refusal {
     }
 }
 
-/// What pipelines read as an expression inside any string: GitHub's and
-/// Azure's template expressions, Azure's macros and runtime expressions.
-const EXPRESSIONS: [&str; 3] = ["${{", "$(", "$["];
+/// What GitHub reads as an expression inside a string.
+const GITHUB_EXPRESSIONS: [&str; 1] = ["${{"];
+/// What Azure Pipelines reads as an expression inside a string: template
+/// expressions, macros and runtime expressions.
+const AZURE_EXPRESSIONS: [&str; 3] = ["${{", "$(", "$["];
 
 /// The expression syntax `text` holds, if any.
 fn expression_in(text: &str, syntaxes: &[&'static str]) -> Option<&'static str> {
@@ -126,7 +128,9 @@ struct Plan {
     install: String,
 }
 
-fn plan(file: &Path, runbook: &Runbook) -> Result<Plan, Refusal> {
+/// `expressions`: what the pipeline reads as an expression, refused in
+/// the path.
+fn plan(file: &Path, runbook: &Runbook, expressions: &[&'static str]) -> Result<Plan, Refusal> {
     let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = repository_root(&absolute);
     let path = root
@@ -146,7 +150,7 @@ fn plan(file: &Path, runbook: &Runbook) -> Result<Plan, Refusal> {
             ),
         ));
     }
-    if let Some(syntax) = expression_in(&path, &EXPRESSIONS) {
+    if let Some(syntax) = expression_in(&path, expressions) {
         return Err(Refusal::of(
             None,
             format!(
@@ -226,7 +230,7 @@ fn run_command(plan: &Plan, params: &[(String, String)]) -> String {
 }
 
 pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> Result<String, Refusal> {
-    let plan = plan(file, runbook)?;
+    let plan = plan(file, runbook, &GITHUB_EXPRESSIONS)?;
     // `secrets.GITHUB_TOKEN` is the workflow's own token, and GitHub
     // keeps the `GITHUB_` prefix for itself: a document cannot ask for it.
     if let Some(name) = plan
@@ -424,12 +428,12 @@ fn reads_otherwise_in_yaml_1_1(scalar: &str) -> bool {
 }
 
 pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> Result<String, Refusal> {
-    let plan = plan(file, runbook)?;
+    let plan = plan(file, runbook, &AZURE_EXPRESSIONS)?;
     // A parameter's value is pasted into the step's `env:` at compile
     // time, where Azure then expands `$(...)` macros: a default holding
     // one would read a pipeline variable (System.AccessToken...).
     for (name, default) in &plan.params {
-        if let Some(syntax) = expression_in(default, &EXPRESSIONS) {
+        if let Some(syntax) = expression_in(default, &AZURE_EXPRESSIONS) {
             return Err(Refusal::of(
                 Some(name),
                 format!("param {name}: its default holds `{syntax}`, which Azure Pipelines would expand as an expression; give the value at queue time instead"),
