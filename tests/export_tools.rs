@@ -53,6 +53,19 @@ fn exports(test: &Test) -> (Vec<PathBuf>, Vec<PathBuf>) {
     ])
     .code(0);
     github.push(matrix);
+    // A runbook with nothing to pass in, whose name a shell would run.
+    test.write("x$(touch RAN).md", "# Bare\n\n```bash\necho hi\n```\n");
+    let bare = test.path("bare.yml");
+    test.run(&[
+        "export",
+        "x$(touch RAN).md",
+        "--to",
+        "github-actions",
+        "-o",
+        bare.to_str().unwrap(),
+    ])
+    .code(0);
+    github.push(bare);
     for (format, path, _) in hostile_exports(test) {
         if format == "github-actions" {
             github.push(path);

@@ -292,11 +292,14 @@ pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> Result<Str
         }
         steps.push(login);
     }
-    steps.push(json!({
-        "name": format!("Run {}", plan.path),
-        "env": step_env,
-        "run": run_command(&plan, params),
-    }));
+    // An empty `env:` is left out: actionlint faults it.
+    let mut run = Map::new();
+    run.insert("name".into(), Value::from(format!("Run {}", plan.path)));
+    if !step_env.is_empty() {
+        run.insert("env".into(), Value::Object(step_env));
+    }
+    run.insert("run".into(), Value::from(run_command(&plan, params)));
+    steps.push(Value::Object(run));
     steps.push(json!({
         "name": "Keep the executed runbook",
         "if": "always()",
@@ -486,6 +489,13 @@ pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> Result<String, Refusal
     } else {
         json!({"script": script, "displayName": format!("Run {}", plan.path), "env": env})
     };
+    let mut run = run;
+    if let Some(step) = run.as_object_mut() {
+        if step["env"].as_object().is_some_and(Map::is_empty) {
+            // `env` is the step's last key: removing it keeps the order.
+            step.remove("env");
+        }
+    }
     let pipeline = json!({
         "trigger": "none",
         "parameters": parameters,
