@@ -85,6 +85,28 @@ fn write_export(output: Option<&std::path::Path>, text: &str) -> Result<i32> {
     Ok(0)
 }
 
+/// A pipeline export refused: at the front matter entry at fault, or as a
+/// plain error when the file's path is.
+fn refused_export(loaded: &loader::Loaded, refusal: workflow::Refusal) -> error::Error {
+    let Some(name) = refusal.name else {
+        return error::Error::Usage(refusal.message);
+    };
+    let front = loaded.runbook.front_matter.clone().unwrap_or(0..0);
+    let span = match loaded.source[front.clone()].find(&format!("{name}:")) {
+        Some(_) => loaded.front_matter_key(&name),
+        None => loaded.source[front.clone()]
+            .find(&name)
+            .map_or(front.clone(), |at| {
+                front.start + at..front.start + at + name.len()
+            }),
+    };
+    error::Error::Document {
+        path: loaded.path.display().to_string(),
+        source_text: loaded.source.clone(),
+        diagnostics: vec![diagnostic::Diagnostic::error(refusal.message, span)],
+    }
+}
+
 fn color_on_stderr() -> bool {
     terminal::color(std::io::stderr().is_terminal())
 }
@@ -192,9 +214,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 cli::ExportFormat::GithubActions => {
                     let title = paths::name_of(&loaded.path);
                     workflow::github_actions(&loaded.path, &loaded.runbook, &title)
+                        .map_err(|refusal| refused_export(&loaded, refusal))?
                 }
                 cli::ExportFormat::AzurePipelines => {
                     workflow::azure_pipelines(&loaded.path, &loaded.runbook)
+                        .map_err(|refusal| refused_export(&loaded, refusal))?
                 }
                 cli::ExportFormat::GithubActionsTest => unreachable!("exported above"),
             };

@@ -116,7 +116,13 @@ fn export_to_github_actions() {
     );
     assert_eq!(run_step["env"]["INPUT_ENV"], "${{ inputs.ENV }}");
     assert_eq!(run_step["env"]["TOKEN"], "${{ secrets.TOKEN }}");
-    assert_eq!(steps.last().unwrap()["uses"], "actions/upload-artifact@v4");
+    // Pinned to a release's commit, not to a tag that can move.
+    let upload = steps.last().unwrap()["uses"].as_str().unwrap();
+    let commit = upload.strip_prefix("actions/upload-artifact@").unwrap();
+    assert!(
+        commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{upload}"
+    );
     assert!(
         workflow["permissions"].get("id-token").is_none(),
         "no az, no sign-in"

@@ -3,11 +3,16 @@
 //! before anything defines them (an error in templates, a warning for
 //! `$NAME` in shell cells), the shell syntax of each rendered cell, and the
 //! tools the runbook needs, with their versions.
+//!
+//! It runs nothing a document names: tools are looked up by plain name on
+//! PATH, and only `bash -n` (or `sh -n`, `zsh -n`), ShellCheck and the
+//! `--version` of runbook's own interpreters and tool tags are executed.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -418,7 +423,7 @@ fn run_with_input(command: &mut Command, input: &str) -> Option<String> {
 }
 
 fn syntax_check(program: &str, script: &str) -> Option<String> {
-    let mut child = Command::new(program)
+    let mut child = Command::new(find_on_path(program, None)?)
         .arg("-n")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -461,18 +466,38 @@ fn tools(loaded: &Loaded) -> Vec<Tool> {
         .collect()
 }
 
+/// The programs whose version `check` asks for: runbook's own
+/// interpreters and tool tags, whose `--version` is known to only print
+/// one. Any other tool a document requires is looked up, never run.
+const VERSIONED: &[&str] = &["bash", "zsh", "pwsh", "python3", "az", "kubectl", "helm"];
+
+/// How long a tool may take to say its version.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(20);
+
 fn version_of(name: &str, path: &Path) -> Option<String> {
     let args: &[&str] = match name {
         "kubectl" => &["version", "--client"],
         "helm" => &["version", "--short"],
-        "sh" | "dash" => return None,
-        _ => &["--version"],
+        known if VERSIONED.contains(&known) => &["--version"],
+        _ => return None,
     };
-    let output = Command::new(path)
+    let mut child = Command::new(path)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .ok()?;
+    let deadline = Instant::now() + VERSION_TIMEOUT;
+    while child.try_wait().ok()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().ok()?;
     let text = if output.stdout.is_empty() {
         output.stderr
     } else {

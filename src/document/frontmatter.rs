@@ -109,6 +109,30 @@ pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
         })?;
         params.push((name.to_string(), value));
     }
+    for (name, _) in &params {
+        if !is_identifier(name) {
+            return Err(name_error(yaml, "params", name, "param"));
+        }
+    }
+    for name in &raw.secrets {
+        if !is_identifier(name) {
+            return Err(name_error(yaml, "secrets", name, "secret"));
+        }
+    }
+    for (key, names) in [
+        ("requires", &raw.requires),
+        ("intercept", &raw.intercept.clone().unwrap_or_default()),
+    ] {
+        if let Some(name) = names.iter().find(|n| !is_program_name(n)) {
+            return Err(FrontMatterError {
+                message: format!(
+                    "`{}` in {key} is not a program name: name a tool to look up on PATH, never a path",
+                    name.escape_debug()
+                ),
+                line: item_line(yaml, key, name),
+            });
+        }
+    }
     Ok(Settings {
         shell: raw.shell,
         params,
@@ -118,6 +142,59 @@ pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
         replay: raw.replay,
         intercept: raw.intercept,
     })
+}
+
+/// Whether `name` can name a variable everywhere a runbook's variables
+/// go: an environment variable, a template name, a workflow's input and
+/// secret (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `name` is a plain program name, looked up on PATH (`kubectl`,
+/// `python3`, `docker-compose`, `g++`): no folder, no space, no option.
+pub fn is_program_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c))
+}
+
+/// A param or secret name that is not an identifier, at its line.
+fn name_error(yaml: &str, key: &str, name: &str, what: &str) -> FrontMatterError {
+    FrontMatterError {
+        message: format!(
+            "{what} name `{}` is not an identifier: use letters, digits and _, not starting with a digit",
+            name.escape_debug()
+        ),
+        line: item_line(yaml, key, name),
+    }
+}
+
+/// 1-based line of `name` under `key:` (a mapping key or a list item),
+/// else the line of `key:` itself.
+fn item_line(yaml: &str, key: &str, name: &str) -> Option<usize> {
+    let start = key_line(yaml, key)?;
+    let lines: Vec<&str> = yaml.lines().collect();
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let key_indent = indent(lines[start - 1]);
+    let first = name.lines().next().unwrap_or("");
+    let found = (start - 1..lines.len())
+        .take_while(|&i| {
+            let line = lines[i];
+            i + 1 == start
+                || line.trim().is_empty()
+                || indent(line) > key_indent
+                || (indent(line) == key_indent && line.trim_start().starts_with('-'))
+        })
+        .find(|&i| !first.is_empty() && lines[i].contains(first))
+        .map(|i| i + 1);
+    found.or(Some(start))
 }
 
 /// 1-based line of the first `key:` in a YAML text, for messages.
@@ -145,6 +222,47 @@ mod tests {
         );
         assert_eq!(settings.secrets, vec!["S".to_string()]);
         assert_eq!(parse_settings("title: x\n").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn names_must_be_identifiers_and_tools_plain_program_names() {
+        for good in ["A", "_x", "RG_AKS2"] {
+            assert!(is_identifier(good), "{good}");
+        }
+        for bad in ["", "1X", "X-Y", "a b", "café", "${{ x }}", "A: x\n  y"] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+        for good in ["az", "python3", "docker-compose", "g++", "kubectl.exe"] {
+            assert!(is_program_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "./x",
+            "/tmp/x",
+            "../bin/sh",
+            "a b",
+            "-x",
+            ".x",
+            "..",
+            "x/y",
+        ] {
+            assert!(!is_program_name(bad), "{bad}");
+        }
+        let err = parse_settings("runbook:\n  params:\n    OK: 1\n    X-Y: 2\n  secrets: [S]\n")
+            .unwrap_err();
+        assert_eq!(err.line, Some(4), "{}", err.message);
+        let err = parse_settings("runbook:\n  params:\n    OK: 1\n  secrets:\n  - S\n  - 1X\n")
+            .unwrap_err();
+        assert_eq!(err.line, Some(6), "{}", err.message);
+        let err = parse_settings("runbook:\n  requires: [az, ./evil.sh]\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{}", err.message);
+        assert!(
+            err.message.contains("not a program name"),
+            "{}",
+            err.message
+        );
+        let err = parse_settings("runbook:\n  intercept:\n    - az\n    - /tmp/x\n").unwrap_err();
+        assert_eq!(err.line, Some(4), "{}", err.message);
     }
 
     #[test]

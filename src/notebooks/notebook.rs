@@ -932,7 +932,31 @@ fn parameters_cell(runbook: &Runbook) -> Option<Value> {
     }
     let vars = crate::vars::initial(&runbook.settings, &crate::vars::Overrides::default()).ok()?;
     let mut code = String::new();
-    for (name, _) in &runbook.settings.params {
+    // Only values the document itself holds: a secret, or a param made
+    // from the caller's environment or from a secret, is left to the
+    // kernel's environment and never written into the notebook.
+    let mut withheld: std::collections::BTreeSet<&str> = runbook
+        .settings
+        .secrets
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for (name, default) in &runbook.settings.params {
+        let reads = match default {
+            Value::String(template) => {
+                crate::template::template_variables(template).unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
+        if withheld.contains(name.as_str())
+            || reads
+                .iter()
+                .any(|r| r == "env" || withheld.contains(r.as_str()))
+        {
+            withheld.insert(name);
+            code.push_str(&format!("# {name}: from the kernel's environment\n"));
+            continue;
+        }
         let value = vars.get(name).map(|v| v.env_text()).unwrap_or_default();
         code.push_str(&format!(
             "export {name}={}\n",

@@ -14,12 +14,100 @@
 //! - Front-matter secrets reach only the step that runs runbook.
 //! - The runbook is named by its path from the repository root, and the
 //!   executed document is kept as an artifact.
+//!
+//! Both are built as data and serialised, never pasted together: a name,
+//! value or path from the document lands as a YAML string (an input's
+//! default, an `env:` value, a shell-quoted word), never as a key, a step
+//! or an expression. Param and secret names are identifiers (the front
+//! matter refuses others); a path or value that a pipeline would read as
+//! an expression (`${{`, and on Azure `$(` and `$[`) is refused. Actions
+//! are pinned to the commit of a release, and the checkout keeps no
+//! credentials.
 
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
 use crate::document::Runbook;
+
+/// A GitHub action, pinned to the commit its release tag names.
+struct Action {
+    name: &'static str,
+    commit: &'static str,
+    release: &'static str,
+}
+
+impl Action {
+    /// `owner/name@commit`, as `uses:` takes it.
+    fn uses(&self) -> String {
+        format!("{}@{}", self.name, self.commit)
+    }
+}
+
+/// The actions the workflows use: the commits of their releases' tags
+/// (read from each action's repository), so a moved tag cannot change
+/// what runs. Update the commit and the release together.
+const CHECKOUT: Action = Action {
+    name: "actions/checkout",
+    commit: "3d3c42e5aac5ba805825da76410c181273ba90b1",
+    release: "v7.0.1",
+};
+const AZURE_LOGIN: Action = Action {
+    name: "azure/login",
+    commit: "f5d393ae46f8fde4be8b75f32e3fc50e654ad0ca",
+    release: "v3.0.1",
+};
+const UPLOAD_ARTIFACT: Action = Action {
+    name: "actions/upload-artifact",
+    commit: "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",
+    release: "v7.0.0",
+};
+const DOWNLOAD_ARTIFACT: Action = Action {
+    name: "actions/download-artifact",
+    commit: "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",
+    release: "v8.0.1",
+};
+const ACTIONS: [&Action; 4] = [
+    &CHECKOUT,
+    &AZURE_LOGIN,
+    &UPLOAD_ARTIFACT,
+    &DOWNLOAD_ARTIFACT,
+];
+
+/// Why a runbook cannot be exported as a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    /// The front matter entry at fault (a param or secret name), if any.
+    pub name: Option<String>,
+}
+
+impl Refusal {
+    fn of(name: Option<&str>, message: String) -> Refusal {
+        Refusal {
+            message,
+            name: name.map(str::to_string),
+        }
+    }
+}
+
+/// What GitHub reads as an expression inside a string.
+const GITHUB_EXPRESSIONS: [&str; 1] = ["${{"];
+/// What Azure Pipelines reads as an expression inside a string: template
+/// expressions, macros and runtime expressions.
+const AZURE_EXPRESSIONS: [&str; 3] = ["${{", "$(", "$["];
+
+/// The expression syntax `text` holds, if any.
+fn expression_in(text: &str, syntaxes: &[&'static str]) -> Option<&'static str> {
+    syntaxes.iter().copied().find(|s| text.contains(s))
+}
+
+/// Whether `c` ends a line for some YAML reader (YAML 1.1 counts NEL and
+/// the Unicode line and paragraph separators), or is another control
+/// character no path or name needs.
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
 
 /// GitHub allows this many `workflow_dispatch` inputs; further params keep
 /// their defaults.
@@ -40,7 +128,9 @@ struct Plan {
     install: String,
 }
 
-fn plan(file: &Path, runbook: &Runbook) -> Plan {
+/// `expressions`: what the pipeline reads as an expression, refused in
+/// the path.
+fn plan(file: &Path, runbook: &Runbook, expressions: &[&'static str]) -> Result<Plan, Refusal> {
     let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = repository_root(&absolute);
     let path = root
@@ -51,6 +141,23 @@ fn plan(file: &Path, runbook: &Runbook) -> Plan {
         .as_ref()
         .and_then(|r| std::fs::read_to_string(r.join("Cargo.toml")).ok())
         .is_some_and(|cargo| cargo.contains("name = \"runbook\""));
+    if path.chars().any(breaks_lines) {
+        return Err(Refusal::of(
+            None,
+            format!(
+                "`{}` has a line break or control character in its path; a pipeline cannot name it safely: rename the file",
+                path.escape_debug()
+            ),
+        ));
+    }
+    if let Some(syntax) = expression_in(&path, expressions) {
+        return Err(Refusal::of(
+            None,
+            format!(
+                "`{path}` holds `{syntax}`, which a pipeline would read as an expression: rename the file"
+            ),
+        ));
+    }
     let install = if own {
         "cargo install --locked --path ."
     } else {
@@ -68,13 +175,16 @@ fn plan(file: &Path, runbook: &Runbook) -> Plan {
             (name.clone(), default)
         })
         .filter(|(_, default)| !crate::template::has_template(default))
+        // A secret is given by the pipeline's secrets, never as an input
+        // whose value anyone can read.
+        .filter(|(name, _)| !runbook.settings.secrets.contains(name))
         .collect();
     let uses_az = runbook.settings.requires.iter().any(|t| t == "az")
         || runbook.cells.iter().any(|c| {
             !c.options.skip
                 && (c.lang == "az" || c.body.lines().any(|l| l.trim_start().starts_with("az ")))
         });
-    Plan {
+    Ok(Plan {
         path,
         params,
         secrets: runbook.settings.secrets.clone(),
@@ -85,7 +195,7 @@ fn plan(file: &Path, runbook: &Runbook) -> Plan {
             .iter()
             .any(|c| c.options.confirm && !c.options.skip),
         install: install.to_string(),
-    }
+    })
 }
 
 /// The nearest folder above `file` holding `.git`.
@@ -98,7 +208,13 @@ fn repository_root(file: &Path) -> Option<std::path::PathBuf> {
 
 /// The `runbook run` command line, reading inputs from the environment.
 fn run_command(plan: &Plan, params: &[(String, String)]) -> String {
-    let mut command = format!("runbook run {}", plan.path);
+    // A path that starts with `-` is not read as an option.
+    let path = if plan.path.starts_with('-') {
+        format!("./{}", plan.path)
+    } else {
+        plan.path.clone()
+    };
+    let mut command = format!("runbook run {}", crate::template::shell_quote(&path));
     for (name, _) in params {
         command.push_str(&format!(" --set \"{name}=$INPUT_{name}\""));
     }
@@ -113,8 +229,20 @@ fn run_command(plan: &Plan, params: &[(String, String)]) -> String {
     }
 }
 
-pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> String {
-    let plan = plan(file, runbook);
+pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> Result<String, Refusal> {
+    let plan = plan(file, runbook, &GITHUB_EXPRESSIONS)?;
+    // `secrets.GITHUB_TOKEN` is the workflow's own token, and GitHub
+    // keeps the `GITHUB_` prefix for itself: a document cannot ask for it.
+    if let Some(name) = plan
+        .secrets
+        .iter()
+        .find(|s| s.to_ascii_uppercase().starts_with("GITHUB_"))
+    {
+        return Err(Refusal::of(
+            Some(name),
+            format!("secret {name}: GitHub keeps names starting with GITHUB_ for itself (GITHUB_TOKEN is the workflow's own token); name the secret otherwise"),
+        ));
+    }
     let (params, fixed) = plan.params.split_at(
         plan.params
             .len()
@@ -146,13 +274,13 @@ pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> String {
         );
     }
     let mut steps = vec![
-        json!({"uses": "actions/checkout@v4"}),
+        checkout(),
         json!({"name": "Install runbook", "run": plan.install}),
     ];
     if plan.uses_az {
         let mut login = json!({
             "name": "Sign in to Azure (OpenID Connect)",
-            "uses": "azure/login@v2",
+            "uses": AZURE_LOGIN.uses(),
             "with": {
                 "client-id": "${{ secrets.AZURE_CLIENT_ID }}",
                 "tenant-id": "${{ secrets.AZURE_TENANT_ID }}",
@@ -164,17 +292,21 @@ pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> String {
         }
         steps.push(login);
     }
-    steps.push(json!({
-        "name": format!("Run {}", plan.path),
-        "env": step_env,
-        "run": run_command(&plan, params),
-    }));
+    // An empty `env:` is left out: actionlint faults it.
+    let mut run = Map::new();
+    run.insert("name".into(), Value::from(format!("Run {}", plan.path)));
+    if !step_env.is_empty() {
+        run.insert("env".into(), Value::Object(step_env));
+    }
+    run.insert("run".into(), Value::from(run_command(&plan, params)));
+    steps.push(Value::Object(run));
     steps.push(json!({
         "name": "Keep the executed runbook",
         "if": "always()",
-        "uses": "actions/upload-artifact@v4",
+        "uses": UPLOAD_ARTIFACT.uses(),
         "with": {"name": "executed-runbook", "path": plan.path}
     }));
+    // The workflow grants nothing; the job what it needs.
     let mut permissions = json!({"contents": "read"});
     if plan.uses_az {
         permissions["id-token"] = Value::from("write");
@@ -182,13 +314,13 @@ pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> String {
     let workflow = json!({
         "name": title,
         "on": {"workflow_dispatch": {"inputs": inputs}},
-        "permissions": permissions,
-        "jobs": {"runbook": {"runs-on": "ubuntu-latest", "steps": steps}},
+        "permissions": {},
+        "jobs": {"runbook": {"name": format!("Run {}", plan.path), "runs-on": "ubuntu-latest", "permissions": permissions, "steps": steps}},
     });
-    let yaml = serde_norway::to_string(&workflow).expect("workflows serialise");
+    let yaml = serialise(&workflow);
     let mut header = format!(
         "# Generated by `runbook export {} --to github-actions`.\n",
-        plan.path
+        crate::template::shell_quote(&plan.path)
     );
     if plan.uses_az {
         header.push_str("# Azure sign-in uses OpenID Connect: give the repository the secrets\n# AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_SUBSCRIPTION_ID of an app\n# registration with a federated credential for this repository.\n");
@@ -200,11 +332,117 @@ pub fn github_actions(file: &Path, runbook: &Runbook, title: &str) -> String {
             names.join(", ")
         ));
     }
-    format!("{header}{yaml}")
+    Ok(format!("{header}{yaml}"))
 }
 
-pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> String {
-    let plan = plan(file, runbook);
+/// The checkout step: it keeps no credentials in the work tree, where the
+/// runbook's cells could read them.
+fn checkout() -> Value {
+    json!({"name": "Check out the repository", "uses": CHECKOUT.uses(), "with": {"persist-credentials": false}})
+}
+
+/// YAML for a pipeline, each pinned action followed by its release as a
+/// comment (`# v7.0.1`, as tools that update pins expect), and each plain
+/// string that a YAML 1.1 reader would take for something else (`yes`,
+/// `on`, `1_000`, `2024-01-01`) single-quoted, so every reader gets the
+/// same strings. The text is read back and must be the very structure
+/// given: no string became a key, a step or an expression.
+fn serialise(pipeline: &Value) -> String {
+    let plain = serde_norway::to_string(pipeline).expect("pipelines serialise");
+    let same =
+        |text: &str| serde_norway::from_str::<Value>(text).is_ok_and(|read| read == *pipeline);
+    assert!(same(&plain), "a pipeline reads back as it was built");
+    let mut text = String::new();
+    // The indent of the line that opened a block scalar (`run: |-`),
+    // whose content lines are left as they are.
+    let mut block: Option<usize> = None;
+    for line in plain.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(open) = block {
+            if line.trim().is_empty() || indent > open {
+                text.push_str(line);
+                text.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        let item = line.trim_start().trim_start_matches("- ");
+        let lead = &line[..line.len() - item.len()];
+        // `key: value`, `key:` or a bare `value`.
+        let (key, value) = match item.split_once(": ") {
+            Some((key, value)) => (Some(key), value),
+            None => match item.strip_suffix(':') {
+                Some(key) => (Some(key), ""),
+                None => (None, item),
+            },
+        };
+        if value.starts_with(['|', '>']) {
+            block = Some(indent);
+        }
+        let release = item
+            .strip_prefix("uses: ")
+            .and_then(|uses| ACTIONS.iter().find(|a| a.uses() == uses).map(|a| a.release));
+        if let Some(release) = release {
+            text.push_str(&format!("{line} # {release}\n"));
+            continue;
+        }
+        // The workflow's own `on:` stays as GitHub writes it.
+        let quote = |scalar: &str, is_key: bool| {
+            if (is_key && indent == 0) || !reads_otherwise_in_yaml_1_1(scalar) {
+                scalar.to_string()
+            } else {
+                format!("'{scalar}'")
+            }
+        };
+        match key {
+            Some(key) if value.is_empty() => text.push_str(&format!("{lead}{}:", quote(key, true))),
+            Some(key) => text.push_str(&format!(
+                "{lead}{}: {}",
+                quote(key, true),
+                quote(value, false)
+            )),
+            None => text.push_str(&format!("{lead}{}", quote(value, false))),
+        }
+        text.push('\n');
+    }
+    if same(&text) {
+        text
+    } else {
+        plain
+    }
+}
+
+/// Whether a plain scalar that YAML 1.2 (serde_norway, GitHub, Azure)
+/// reads as a string would be a boolean, number, date or null to a YAML
+/// 1.1 reader (PyYAML, older tools).
+fn reads_otherwise_in_yaml_1_1(scalar: &str) -> bool {
+    static YAML_1_1: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let yaml_1_1 = YAML_1_1.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?i:y|n|yes|no|on|off|true|false|null|~|=|<<|[-+]?[0-9.][0-9a-z_:.+-]*|[-+]?\.(inf|nan))$",
+        )
+        .expect("valid regex")
+    });
+    yaml_1_1.is_match(scalar)
+        && matches!(
+            serde_norway::from_str::<serde_norway::Value>(scalar),
+            Ok(serde_norway::Value::String(_))
+        )
+}
+
+pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> Result<String, Refusal> {
+    let plan = plan(file, runbook, &AZURE_EXPRESSIONS)?;
+    // A parameter's value is pasted into the step's `env:` at compile
+    // time, where Azure then expands `$(...)` macros: a default holding
+    // one would read a pipeline variable (System.AccessToken...).
+    for (name, default) in &plan.params {
+        if let Some(syntax) = expression_in(default, &AZURE_EXPRESSIONS) {
+            return Err(Refusal::of(
+                Some(name),
+                format!("param {name}: its default holds `{syntax}`, which Azure Pipelines would expand as an expression; give the value at queue time instead"),
+            ));
+        }
+    }
     let mut parameters: Vec<Value> = plan
         .params
         .iter()
@@ -251,6 +489,13 @@ pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> String {
     } else {
         json!({"script": script, "displayName": format!("Run {}", plan.path), "env": env})
     };
+    let mut run = run;
+    if let Some(step) = run.as_object_mut() {
+        if step["env"].as_object().is_some_and(Map::is_empty) {
+            // `env` is the step's last key: removing it keeps the order.
+            step.remove("env");
+        }
+    }
     let pipeline = json!({
         "trigger": "none",
         "parameters": parameters,
@@ -262,11 +507,11 @@ pub fn azure_pipelines(file: &Path, runbook: &Runbook) -> String {
             {"publish": plan.path, "artifact": "executed-runbook", "condition": "always()", "displayName": "Keep the executed runbook"},
         ],
     });
-    let yaml = serde_norway::to_string(&pipeline).expect("pipelines serialise");
-    format!(
+    let yaml = serialise(&pipeline);
+    Ok(format!(
         "# Generated by `runbook export {} --to azure-pipelines`.\n{yaml}",
-        plan.path
-    )
+        crate::template::shell_quote(&plan.path)
+    ))
 }
 
 /// `runbook test` over the runbooks `pattern` matches, as a GitHub Actions
@@ -301,27 +546,29 @@ test \"$total_failed\" = 0 && test \"${{ needs.test.result }}\" = success";
         "permissions": {"contents": "read"},
         "jobs": {
             "test": {
+                "name": "Test a share of the runbooks",
                 "runs-on": "ubuntu-latest",
                 "strategy": {"fail-fast": false, "matrix": {"partition": matrix}},
                 "steps": [
-                    {"uses": "actions/checkout@v4"},
+                    checkout(),
                     {"name": "Install runbook", "run": "cargo install --locked runbook"},
                     {"name": format!("Test share ${{{{ matrix.partition }}}} of {partitions}"), "run": test_script},
-                    {"if": "always()", "uses": "actions/upload-artifact@v4", "with": {"name": "result-${{ matrix.partition }}", "path": "result-${{ matrix.partition }}.txt"}},
+                    {"name": "Keep the share's result", "if": "always()", "uses": UPLOAD_ARTIFACT.uses(), "with": {"name": "result-${{ matrix.partition }}", "path": "result-${{ matrix.partition }}.txt"}},
                 ],
             },
             "summary": {
+                "name": "Add up the shares",
                 "needs": "test",
                 "if": "always()",
                 "runs-on": "ubuntu-latest",
                 "steps": [
-                    {"uses": "actions/download-artifact@v4", "with": {"pattern": "result-*", "merge-multiple": true}},
+                    {"name": "Fetch every share's result", "uses": DOWNLOAD_ARTIFACT.uses(), "with": {"pattern": "result-*", "merge-multiple": true}},
                     {"name": "All shares together", "shell": "bash", "run": summary_script},
                 ],
             },
         },
     });
-    let yaml = serde_norway::to_string(&workflow).expect("workflows serialise");
+    let yaml = serialise(&workflow);
     Ok(format!(
         "# Generated by `runbook export '{pattern}' --to github-actions-test --partitions {partitions}`.\n{yaml}"
     ))
