@@ -17,7 +17,7 @@ use crate::document::Interpreter;
 use crate::error::Error;
 use crate::lines::LineIndex;
 use crate::loader::{load, Loaded};
-use crate::template::{environment, render, shell_references};
+use crate::template::{environment, render, shell_references, Target};
 use crate::tools::find_on_path;
 use crate::vars::{initial, Overrides};
 
@@ -271,7 +271,7 @@ fn rendered_shell_cells<'a>(
         .filter_map(|cell| {
             let interpreter = cell.interpreter().filter(|i| i.is_posix_shell())?;
             find_on_path(interpreter.program(), None)?;
-            let script = render(&env, &cell.body, &values, true).ok()?;
+            let script = render(&env, &cell.body, &values, Target::Shell).ok()?;
             Some((cell, interpreter, script))
         })
         .collect()
