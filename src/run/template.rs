@@ -111,6 +111,17 @@ impl Target {
     }
 }
 
+/// `true` for a shell cell, `false` for a file.
+impl From<bool> for Target {
+    fn from(shell: bool) -> Target {
+        if shell {
+            Target::Shell
+        } else {
+            Target::File
+        }
+    }
+}
+
 /// A secret variable as templates see it: the name of the environment
 /// variable holding it, never its value, so nothing a template does can
 /// derive text from the value.
@@ -508,8 +519,9 @@ pub fn render(
     env: &Environment<'static>,
     template: &str,
     vars: &BTreeMap<String, Value>,
-    target: Target,
+    target: impl Into<Target>,
 ) -> Result<String, TemplateError> {
+    let target = target.into();
     if !has_template(template) {
         return Ok(template.to_string());
     }
