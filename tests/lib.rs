@@ -8,6 +8,7 @@ mod crash;
 mod document;
 mod fuzz;
 mod hostile;
+mod hostile_templates;
 mod lab;
 mod lab_tools;
 mod list;

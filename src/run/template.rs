@@ -193,6 +193,9 @@ fn as_secret(value: &Value) -> Option<&Secret> {
 /// hold.
 const OPEN: char = '\u{FDD0}';
 const CLOSE: char = '\u{FDD1}';
+/// Between a reference and the rendering's seal: lowercase letters a
+/// filter changing case (or anything else) would not leave alone.
+const SEAL: char = '\u{FDD2}';
 
 /// What one rendering did with secrets, kept by the thread rendering.
 #[derive(Debug, Default)]
@@ -203,6 +206,24 @@ struct Tally {
     transformed: Option<String>,
     /// A secret placed where it is refused (file cell, python cell, param).
     refused: Option<String>,
+    /// Letters closing each reference of this rendering.
+    seal: String,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = u64::from(nanos) ^ (u64::from(std::process::id()) << 32);
+        Tally {
+            seal: format!("{seed:016x}")
+                .chars()
+                .map(|c| (b'g' + c.to_digit(16).unwrap_or(0) as u8) as char)
+                .collect(),
+            ..Tally::default()
+        }
+    }
 }
 
 thread_local! {
@@ -211,12 +232,12 @@ thread_local! {
 
 /// A reference to secret `name`, bracketed and tallied.
 fn reference(name: &str, text: String) -> Value {
-    TALLY.with(|t| {
-        t.borrow_mut()
-            .references
-            .push((name.to_string(), text.clone()))
+    let seal = TALLY.with(|t| {
+        let mut tally = t.borrow_mut();
+        tally.references.push((name.to_string(), text.clone()));
+        tally.seal.clone()
     });
-    Value::from_safe_string(format!("{OPEN}{text}{CLOSE}"))
+    Value::from_safe_string(format!("{OPEN}{text}{SEAL}{seal}{CLOSE}"))
 }
 
 fn secret_error(name: &str, message: String) -> minijinja::Error {
@@ -491,6 +512,8 @@ pub struct TemplateError {
     /// The secret the template tried to put where no secret may stand (a
     /// file cell, a python cell, a param) or to transform.
     pub secret: Option<String>,
+    /// The rendering went over its budget: fuel, recursion, size or time.
+    pub budget: bool,
 }
 
 impl From<minijinja::Error> for TemplateError {
@@ -504,10 +527,17 @@ impl From<minijinja::Error> for TemplateError {
         if let Some(detail) = error.detail() {
             message = format!("{message}: {detail}");
         }
+        let budget = error.kind() == minijinja::ErrorKind::OutOfFuel
+            || error.detail().is_some_and(|detail| {
+                detail.contains("recursion limit exceeded")
+                    || detail.contains("too large")
+                    || detail.contains("too many elements")
+            });
         TemplateError {
             message,
             line: error.line(),
             secret: None,
+            budget,
         }
     }
 }
@@ -549,6 +579,7 @@ pub fn too_slow(deadline: std::time::Duration) -> TemplateError {
         ),
         line: None,
         secret: None,
+        budget: true,
     }
 }
 
@@ -580,6 +611,7 @@ pub fn render_in_background(
             message: format!("cannot start rendering: {error}"),
             line: None,
             secret: None,
+            budget: false,
         }));
         return failed;
     }
@@ -602,6 +634,7 @@ fn render_here(
                 .find([OPEN, CLOSE])
                 .map(|at| template[..at].matches('\n').count() + 1),
             secret: None,
+            budget: false,
         });
     }
     let secrets: BTreeSet<String> = vars
@@ -610,7 +643,7 @@ fn render_here(
         .chain(secrets_in_env(vars))
         .collect();
     refuse_transformations(template, &secrets, target)?;
-    TALLY.with(|t| *t.borrow_mut() = Tally::default());
+    TALLY.with(|t| *t.borrow_mut() = Tally::new());
     let result = render_bounded(env, template, vars, target);
     let tally = TALLY.with(|t| std::mem::take(&mut *t.borrow_mut()));
     let rendered = match result {
@@ -623,7 +656,7 @@ fn render_here(
     if let Some(name) = tally.transformed {
         return Err(transformed(template, &name, None));
     }
-    resolve_references(rendered, &tally.references)
+    resolve_references(rendered, &tally.references, &tally.seal)
         .map_err(|name| transformed(template, &name, None))
 }
 
@@ -660,14 +693,16 @@ fn render_bounded(
             message: "the template rendered to text that is not UTF-8".into(),
             line: None,
             secret: None,
+            budget: false,
         }),
-        Err(_) if out.overflowed => Err(TemplateError {
+        Err(error) if out.overflowed => Err(TemplateError {
             message: format!(
                 "the template renders to more than {} MiB",
                 MAX_RENDERED / (1024 * 1024)
             ),
-            line: None,
+            line: error.line(),
             secret: None,
+            budget: true,
         }),
         Err(error) => Err(error.into()),
     }
@@ -707,6 +742,7 @@ fn transformed(template: &str, name: &str, expression: Option<&str>) -> Template
         ),
         line: line_of_use(template, name),
         secret: Some(name.to_string()),
+        budget: false,
     }
 }
 
@@ -760,6 +796,7 @@ fn refuse_transformations(
                     message: refusal_for(target, name),
                     line,
                     secret: Some(name.clone()),
+                    budget: false,
                 });
             }
             continue;
@@ -773,6 +810,7 @@ fn refuse_transformations(
                 message: field_message(name, field),
                 line,
                 secret: Some(name.clone()),
+                budget: false,
             });
         }
         let shown = if close == "}}" {
@@ -798,7 +836,11 @@ fn mentions(text: &str, name: &str) -> bool {
 
 /// Removes the brackets around each reference to a secret; `Err(name)`
 /// when the template changed one, dropped one or made one up.
-fn resolve_references(rendered: String, references: &[(String, String)]) -> Result<String, String> {
+fn resolve_references(
+    rendered: String,
+    references: &[(String, String)],
+    seal: &str,
+) -> Result<String, String> {
     let first = || {
         references
             .first()
@@ -818,7 +860,12 @@ fn resolve_references(rendered: String, references: &[(String, String)]) -> Resu
         let Some(end) = after.find(CLOSE) else {
             return Err(first());
         };
-        let text = &after[..end];
+        let Some(text) = after[..end]
+            .strip_suffix(seal)
+            .and_then(|t| t.strip_suffix(SEAL))
+        else {
+            return Err(first());
+        };
         if text.contains(OPEN) || !references.iter().any(|(_, r)| r == text) {
             return Err(first());
         }
