@@ -70,7 +70,7 @@ impl Masker {
             // them) before it is masked: so must the forms.
             let stripped: Vec<String> = forms
                 .iter()
-                .map(|form| strip_ansi_escapes::strip_str(form))
+                .map(strip_ansi_escapes::strip_str)
                 .filter(|form| form.chars().count() >= SHORT)
                 .collect();
             forms.extend(stripped);
@@ -420,6 +420,25 @@ mod tests {
             masker.mask("u=admin-user p=p@ss\"word escaped=p@ss\\\"word k1"),
             "u=[masked:CREDS.user] p=[masked:CREDS.password] escaped=[masked:CREDS.password] [masked:CREDS.tags[0]]"
         );
+    }
+
+    #[test]
+    fn encoded_forms_are_masked() {
+        let mut masker = Masker::default();
+        masker.add("S", "it's a \"q\" é\nx");
+        for printed in [
+            "'it'\\''s a \"q\" é\nx'",
+            r#"$'it\'s a "q" é\nx'"#,
+            r#""it's a \"q\" \u00e9\nx""#,
+            r#"'it\'s a "q" é\nx'"#,
+            "it%27s%20a%20%22q%22%20%C3%A9%0Ax",
+            "it%27s+a+%22q%22+%C3%A9%0Ax",
+        ] {
+            assert!(masker.mask(printed).contains("[masked:S]"), "{printed}");
+        }
+        let mut short = Masker::default();
+        short.add("S", "a b");
+        assert_eq!(short.mask("a%20b a\\ b"), "a%20b a\\ b");
     }
 
     #[test]
