@@ -355,7 +355,7 @@ fn secrets_are_masked_in_the_forms_shells_and_tools_print_them_in() {
 
 /// Templates that would run for ages, recurse without end or make
 /// gigabytes of text.
-const HEAVY: [(&str, &str); 4] = [
+const HEAVY: [(&str, &str); 7] = [
     (
         "{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}x{% endfor %}{% endfor %}",
         "budget",
@@ -368,6 +368,18 @@ const HEAVY: [(&str, &str); 4] = [
     (
         "{% for a in 'x' * 1000 %}{{ 'y' * 100000 }}{% endfor %}",
         "more than 4 MiB",
+    ),
+    (
+        "{% set a = 'x' * 90000000 %}{% set a = a ~ a %}{% set a = a ~ a %}{{ a|length }}",
+        "allocates more than 256 MiB",
+    ),
+    (
+        "{{ 'a'|indent(10000000000) }}",
+        "allocates more than 256 MiB",
+    ),
+    (
+        "{{ ('x' * 50000000)|list|length }}",
+        "allocates more than 256 MiB",
     ),
 ];
 
@@ -427,10 +439,11 @@ fn heavy_templates_end_quickly_with_an_error_naming_the_line() {
 #[test]
 fn a_cells_timeout_covers_its_rendering() {
     let test = Test::new();
-    // Each step makes 100 MB of text: within the fuel budget, but slow.
+    // Each step searches 100 MB of text: within the fuel and memory
+    // budgets, but slow.
     test.write(
         "doc.md",
-        "```bash\necho first\n```\n\n```bash {timeout=1s}\necho {% for a in 'x' * 5000 %}{% set b = a * 100000000 %}{% endfor %}done\n```\n",
+        "```bash\necho first\n```\n\n```bash {timeout=1s}\necho {% set s = 'x' * 100000000 %}{% for a in 'x' * 5000 %}{% if 'y' in s %}{% endif %}{% endfor %}done\n```\n",
     );
     let started = Instant::now();
     let run = test.run(&["run", "doc.md"]).code(1);

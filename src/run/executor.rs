@@ -712,10 +712,10 @@ impl Executor<'_, '_> {
             .options
             .timeout
             .unwrap_or(crate::template::RENDER_DEADLINE);
-        let waiting = tokio::task::spawn_blocking(move || receiver.recv_timeout(limit));
+        let waiting = tokio::task::spawn_blocking(move || receiver.wait(limit));
         tokio::select! {
             done = waiting => match done {
-                Ok(Ok(result)) => result.map_err(Unrendered::Template),
+                Ok(Some(result)) => result.map_err(Unrendered::Template),
                 _ if cell.options.timeout.is_some() => Err(Unrendered::TimedOut(limit)),
                 _ => Err(Unrendered::Template(crate::template::too_slow(limit))),
             },

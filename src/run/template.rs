@@ -54,9 +54,13 @@ const RECURSION_LIMIT: usize = 64;
 /// The most text one rendering may produce.
 pub const MAX_RENDERED: usize = 4 * 1024 * 1024;
 
+/// The most a rendering may allocate, all its allocations added up: a
+/// rendering over it is stopped where it stands (see [`budget`]).
+pub const MAX_ALLOCATED: usize = 256 * 1024 * 1024;
+
 /// How long a rendering may take where nothing else bounds it (`check`,
 /// `status`, `serve`, dry runs, cells without a timeout).
-pub const RENDER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const RENDER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a template renders into, which decides how a secret stands in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -555,19 +559,9 @@ pub fn render(
     if !has_template(template) {
         return Ok(template.to_string());
     }
-    let rendering = render_in_background(env, template, vars, target);
-    wait_for(rendering, RENDER_DEADLINE)
-}
-
-/// Waits up to `deadline` for a rendering begun by [`render_in_background`].
-pub fn wait_for(
-    rendering: std::sync::mpsc::Receiver<Result<String, TemplateError>>,
-    deadline: std::time::Duration,
-) -> Result<String, TemplateError> {
-    match rendering.recv_timeout(deadline) {
-        Ok(result) => result,
-        Err(_) => Err(too_slow(deadline)),
-    }
+    render_in_background(env, template, vars, target)
+        .wait(RENDER_DEADLINE)
+        .unwrap_or_else(|| Err(too_slow(RENDER_DEADLINE)))
 }
 
 /// The error for a rendering that did not end in time.
@@ -583,19 +577,70 @@ pub fn too_slow(deadline: std::time::Duration) -> TemplateError {
     }
 }
 
-/// Starts rendering on a thread of its own; the result arrives on the
-/// receiver. A rendering nobody waits for any longer ends by itself when
-/// its fuel runs out.
+/// A rendering under way on a thread of its own.
+pub struct Rendering {
+    receiver: std::sync::mpsc::Receiver<Result<String, TemplateError>>,
+    /// Set when the rendering went over [`MAX_ALLOCATED`] and was stopped.
+    over: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Rendering {
+    /// The result, or `None` when `limit` passes first. A rendering
+    /// stopped for allocating too much is an error at once.
+    pub fn wait(&self, limit: std::time::Duration) -> Option<Result<String, TemplateError>> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let step = (deadline - now).min(std::time::Duration::from_millis(20));
+            match self.receiver.recv_timeout(step) {
+                Ok(result) => return Some(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some(Err(TemplateError {
+                        message: "the rendering failed".into(),
+                        line: None,
+                        secret: None,
+                        budget: false,
+                    }))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.over.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Some(Err(TemplateError {
+                            message: format!(
+                                "the template allocates more than {} MiB to render",
+                                MAX_ALLOCATED / (1024 * 1024)
+                            ),
+                            line: None,
+                            secret: None,
+                            budget: true,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts rendering on a thread of its own, with a budget of
+/// [`MAX_ALLOCATED`] bytes. A rendering nobody waits for any longer ends
+/// by itself when its fuel runs out, or stays stopped if it went over.
 pub fn render_in_background(
     env: &Environment<'static>,
     template: &str,
     vars: &BTreeMap<String, Value>,
     target: Target,
-) -> std::sync::mpsc::Receiver<Result<String, TemplateError>> {
+) -> Rendering {
     let (sender, receiver) = std::sync::mpsc::channel();
+    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rendering = Rendering {
+        receiver,
+        over: over.clone(),
+    };
     if !has_template(template) {
         let _ = sender.send(Ok(template.to_string()));
-        return receiver;
+        return rendering;
     }
     let env = env.clone();
     let template = template.to_string();
@@ -603,20 +648,120 @@ pub fn render_in_background(
     let spawned = std::thread::Builder::new()
         .name("render".into())
         .spawn(move || {
-            let _ = sender.send(render_here(&env, &template, &vars, target));
+            budget::start(MAX_ALLOCATED, &over);
+            let result = render_here(&env, &template, &vars, target);
+            budget::stop();
+            let _ = sender.send(result);
         });
     if let Err(error) = spawned {
-        let (sender, failed) = std::sync::mpsc::channel();
+        let (sender, receiver) = std::sync::mpsc::channel();
         let _ = sender.send(Err(TemplateError {
             message: format!("cannot start rendering: {error}"),
             line: None,
             secret: None,
             budget: false,
         }));
-        return failed;
+        return Rendering {
+            receiver,
+            over: rendering.over,
+        };
     }
-    receiver
+    rendering
 }
+
+/// A cap on what a rendering thread allocates, all its allocations added
+/// up. minijinja bounds the steps a template takes (fuel) but not what one
+/// step allocates (`'x' * 10**8`, then `a ~ a`, `| list`, `indent(10**9)`):
+/// the process's allocator charges each allocation of a rendering thread to
+/// its budget, and a thread over budget is stopped where it stands (it
+/// sleeps, holding what it has, at most the budget) and flags it, so the
+/// caller reports an error at once instead of the process running out of
+/// memory. Threads that do not render are not charged.
+mod budget {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The system allocator, charging rendering threads.
+    pub struct Budgeted;
+
+    /// `usize::MAX` on a thread that is not charged.
+    const UNCHARGED: usize = usize::MAX;
+
+    thread_local! {
+        static LEFT: Cell<usize> = const { Cell::new(UNCHARGED) };
+        static OVER: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
+    }
+
+    /// Charges this thread from now on, `bytes` at most; `over` is set
+    /// when it goes over. `over` must outlive the thread's charging.
+    pub fn start(bytes: usize, over: &AtomicBool) {
+        OVER.with(|o| o.set(over));
+        LEFT.with(|left| left.set(bytes.min(UNCHARGED - 1)));
+    }
+
+    /// Stops charging this thread.
+    pub fn stop() {
+        LEFT.with(|left| left.set(UNCHARGED));
+        OVER.with(|o| o.set(std::ptr::null()));
+    }
+
+    fn charge(bytes: usize) {
+        let over = LEFT
+            .try_with(|left| match left.get() {
+                UNCHARGED => false,
+                remaining if remaining >= bytes => {
+                    left.set(remaining - bytes);
+                    false
+                }
+                _ => true,
+            })
+            .unwrap_or(false);
+        if !over {
+            return;
+        }
+        let _ = OVER.try_with(|o| {
+            let flag = o.get();
+            if !flag.is_null() {
+                // SAFETY: `start`'s caller keeps the flag alive while the
+                // thread is charged, and a stopped thread never returns.
+                unsafe { (*flag).store(true, Ordering::SeqCst) };
+            }
+        });
+        loop {
+            // SAFETY: a plain system call; nothing is allocated here.
+            unsafe {
+                libc::sleep(3600);
+            }
+        }
+    }
+
+    // SAFETY: every call goes to the system allocator unchanged; charging
+    // only counts, or stops the calling thread before it allocates.
+    unsafe impl GlobalAlloc for Budgeted {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            charge(layout.size());
+            System.alloc(layout)
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            charge(layout.size());
+            System.alloc_zeroed(layout)
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            charge(new_size.saturating_sub(layout.size()));
+            System.realloc(ptr, layout, new_size)
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: budget::Budgeted = budget::Budgeted;
 
 /// Renders on the calling thread.
 fn render_here(
