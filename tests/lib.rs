@@ -12,6 +12,7 @@ mod hostile;
 mod hostile_exports;
 mod hostile_notebooks;
 mod hostile_runtime;
+mod hostile_templates;
 mod lab;
 mod lab_tools;
 mod list;

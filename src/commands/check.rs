@@ -22,7 +22,7 @@ use crate::document::Interpreter;
 use crate::error::Error;
 use crate::lines::LineIndex;
 use crate::loader::{load, Loaded};
-use crate::template::{environment, render, shell_references};
+use crate::template::{environment, render, shell_references, Target};
 use crate::tools::find_on_path;
 use crate::vars::{initial, Overrides};
 
@@ -160,6 +160,7 @@ pub fn check(path: &Path) -> Report {
     report
         .diagnostics
         .extend(crate::pwsh::warnings(&loaded.source, runbook, &known));
+    report.diagnostics.extend(refused_templates(&loaded, &vars));
     let shell_cells = rendered_shell_cells(&loaded, &vars);
     let masker = vars.masker();
     let (syntax, rejected) = syntax_errors(&loaded, &shell_cells, &masker);
@@ -260,6 +261,29 @@ fn handles_unset(code: &str, name: &str) -> bool {
     all
 }
 
+/// Templates a run would refuse whatever the values: a secret transformed
+/// or put where none may stand, a rendering over its budget.
+fn refused_templates(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
+    let env = environment();
+    let values = vars.with_placeholders(&loaded.runbook);
+    let index = LineIndex::new(&loaded.source);
+    let mut diagnostics = Vec::new();
+    for cell in loaded.runbook.cells.iter().filter(|c| !c.options.skip) {
+        let Err(error) = render(&env, &cell.body, &values, Target::of(cell)) else {
+            continue;
+        };
+        if error.secret.is_none() && !error.budget {
+            continue;
+        }
+        let start = index.offset_of_line(cell.line + error.line.unwrap_or(1));
+        diagnostics.push(Diagnostic::error(
+            format!("template error: {}", error.message),
+            start..crate::lines::line_end(&loaded.source, start),
+        ));
+    }
+    diagnostics
+}
+
 /// Each shell cell that is not skipped and whose interpreter is on PATH,
 /// as it would render (captures as `<NAME>`, secrets as `[masked:NAME]`).
 fn rendered_shell_cells<'a>(
@@ -276,7 +300,7 @@ fn rendered_shell_cells<'a>(
         .filter_map(|cell| {
             let interpreter = cell.interpreter().filter(|i| i.is_posix_shell())?;
             find_on_path(interpreter.program(), None)?;
-            let script = render(&env, &cell.body, &values, true).ok()?;
+            let script = render(&env, &cell.body, &values, Target::Shell).ok()?;
             Some((cell, interpreter, script))
         })
         .collect()

@@ -24,7 +24,7 @@ use crate::preflight::{missing_for_partial_run, preflight};
 use crate::recorder::Recorder;
 use crate::selection::{select, Selection};
 use crate::state::{self, State, Tracker};
-use crate::template::{environment, render};
+use crate::template::{environment, render, Target};
 use crate::terminal::Terminal;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
@@ -638,9 +638,9 @@ pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
     let mut out = String::new();
     for &i in cells {
         let cell = &loaded.runbook.cells[i];
-        let (what, shell) = match &cell.kind {
-            CellKind::Code { interpreter } => (cell.lang.clone(), interpreter.is_posix_shell()),
-            CellKind::File { path, .. } => (format!("file {path}"), false),
+        let what = match &cell.kind {
+            CellKind::Code { .. } => cell.lang.clone(),
+            CellKind::File { path, .. } => format!("file {path}"),
         };
         let skip = if cell.options.skip { ", skipped" } else { "" };
         out.push_str(&format!(
@@ -649,7 +649,7 @@ pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
             loaded.display(),
             cell.line
         ));
-        let rendered = render(&env, &cell.body, &values, shell)
+        let rendered = render(&env, &cell.body, &values, Target::of(cell))
             .unwrap_or_else(|e| format!("<template error: {}>\n", e.message));
         out.push_str(&masker.mask(&rendered));
         if !rendered.ends_with('\n') {

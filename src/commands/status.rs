@@ -4,11 +4,10 @@
 
 use serde::Serialize;
 
-use crate::document::CellKind;
 use crate::events::Status;
 use crate::loader::Loaded;
 use crate::state::{hash, State};
-use crate::template::{environment, render};
+use crate::template::{environment, render, Target};
 use crate::vars::{initial, Overrides, Vars};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -46,9 +45,7 @@ pub fn rows_with(loaded: &Loaded, state: &State, vars: &Vars) -> Vec<Row> {
         .iter()
         .map(|cell| {
             let record = state.cells.get(&cell.name());
-            let shell =
-                matches!(cell.kind, CellKind::Code { interpreter } if interpreter.is_posix_shell());
-            let rendered = render(&env, &cell.body, &values, shell)
+            let rendered = render(&env, &cell.body, &values, Target::of(cell))
                 .ok()
                 .map(|r| masker.mask(&r));
             Row {

@@ -15,7 +15,7 @@ use crate::events::{Event, RunStatus, Sink, Status};
 use crate::kernel::{Kernel, Launch, Step, Stream};
 use crate::output::{Limits, Recording};
 use crate::secrets::{LiveMask, Masker, SHORT};
-use crate::template::{environment, expressions_reading, render};
+use crate::template::{environment, render_in_background, Target, TemplateError};
 use crate::vars::Vars;
 
 /// Exit status recorded for a cell that ran out of time (as `timeout(1)`).
@@ -208,6 +208,13 @@ impl Ending {
         self.message = Some(message.into());
         self
     }
+}
+
+/// Why a cell has no code to run.
+enum Unrendered {
+    Template(TemplateError),
+    TimedOut(Duration),
+    Interrupted,
 }
 
 /// How one attempt at a cell ended.
@@ -457,7 +464,7 @@ impl Session {
     }
 
     /// `lab.md:12: template error in cell oidc: ...`
-    fn template_error(&self, cell: &Cell, error: &crate::template::TemplateError) -> String {
+    fn template_error(&self, cell: &Cell, error: &TemplateError) -> String {
         let line = cell.line + error.line.unwrap_or(1);
         format!(
             "{}:{line}: template error in cell {}: {}",
@@ -561,15 +568,46 @@ impl Executor<'_, '_> {
         if cell.options.skip {
             return self.finished(cell, index, started, Ending::new(Status::Skipped, 0));
         }
-        let shell = match &cell.kind {
-            CellKind::Code { interpreter } => interpreter.is_posix_shell(),
-            CellKind::File { .. } => false,
+        let rendered = match self.render(cell).await {
+            Ok(text) => Ok(text),
+            Err(Unrendered::Template(error)) => Err(error),
+            Err(Unrendered::TimedOut(limit)) => {
+                self.started(index, cell, &cell.body, 1);
+                let message = format!(
+                    "{}:{}: cell {} timed out after {} rendering its template",
+                    self.s.file,
+                    cell.line + 1,
+                    cell.name(),
+                    format_duration(limit)
+                );
+                let ending = Ending {
+                    recorded: Some(message.clone()),
+                    ..Ending::new(Status::TimedOut, EXIT_TIMED_OUT).message(message)
+                };
+                return self.finished(cell, index, started, ending);
+            }
+            Err(Unrendered::Interrupted) => {
+                self.started(index, cell, &cell.body, 1);
+                let ending = Ending::new(Status::Interrupted, EXIT_INTERRUPTED)
+                    .message("interrupted while rendering its template");
+                return self.finished(cell, index, started, ending);
+            }
         };
-        let rendered = self.render(cell, shell);
-        self.started(index, cell, shell, 1);
+        self.started(index, cell, rendered.as_deref().unwrap_or(&cell.body), 1);
         let interpreter = match &cell.kind {
             CellKind::File { path, mode } => {
-                let written = rendered.and_then(|text| self.s.write_file(&text, path, *mode));
+                let written = match rendered {
+                    Ok(text) => self.s.write_file(&text, path, *mode),
+                    Err(error) => Err(match &error.secret {
+                        Some(name) => format!(
+                            "{}:{}: file cell would write a secret to {path}: {name}; nothing was written ({})",
+                            self.s.file,
+                            cell.line + error.line.unwrap_or(1),
+                            error.message
+                        ),
+                        None => self.s.template_error(cell, &error),
+                    }),
+                };
                 let ending = match written {
                     Ok(()) => Ending::new(Status::Passed, 0).message(format!("wrote {path}")),
                     Err(message) => Ending::new(Status::Failed, 1).message(message),
@@ -580,7 +618,8 @@ impl Executor<'_, '_> {
         };
         let code = match rendered {
             Ok(code) => code,
-            Err(message) => {
+            Err(error) => {
+                let message = self.s.template_error(cell, &error);
                 let ending = Ending {
                     recorded: Some(self.s.masker.mask(&message)),
                     ..Ending::new(Status::Failed, 2).message(message)
@@ -609,7 +648,7 @@ impl Executor<'_, '_> {
         let mut attempt_number = 1;
         let attempt = loop {
             if attempt_number > 1 {
-                self.started(index, cell, shell, attempt_number);
+                self.started(index, cell, &code, attempt_number);
             }
             let attempt = self
                 .attempt(index, cell, interpreter, &code, cwd.as_deref())
@@ -655,33 +694,41 @@ impl Executor<'_, '_> {
         }
     }
 
-    /// Renders a cell with the run's values. Whatever an expression that
-    /// reads a secret renders to is a secret too, and is masked from now on.
-    fn render(&mut self, cell: &Cell, shell: bool) -> Result<String, String> {
-        let values = self.s.vars.template_values();
-        let secrets = self.s.vars.secret_names();
-        if !secrets.is_empty() {
-            for (name, expression) in expressions_reading(&cell.body, &secrets) {
-                let derived = render(
-                    &self.s.env,
-                    &format!("{{{{ {expression} }}}}"),
-                    &values,
-                    false,
-                );
-                // Very short derived values (a length, a flag) are not
-                // secrets worth blotting out every digit for.
-                if let Some(derived) = derived.ok().filter(|d| d.chars().count() >= SHORT) {
-                    self.s.masker.add(&name, &derived);
-                }
-            }
-            self.s.share_secrets();
+    /// Renders a cell with the run's values, on a thread of its own: the
+    /// cell's timeout (or, without one, the rendering deadline) and a stop
+    /// cover its rendering too. No secret's value takes part: a secret
+    /// renders as a reference to its environment variable.
+    async fn render(&mut self, cell: &Cell) -> Result<String, Unrendered> {
+        if !crate::template::has_template(&cell.body) {
+            return Ok(cell.body.clone());
         }
-        render(&self.s.env, &cell.body, &values, shell).map_err(|e| self.s.template_error(cell, &e))
+        let receiver = render_in_background(
+            &self.s.env,
+            &cell.body,
+            &self.s.vars.template_values(),
+            Target::of(cell),
+        );
+        let limit = cell
+            .options
+            .timeout
+            .unwrap_or(crate::template::RENDER_DEADLINE);
+        let waiting = tokio::task::spawn_blocking(move || receiver.wait(limit));
+        tokio::select! {
+            done = waiting => match done {
+                Ok(Some(result)) => result.map_err(Unrendered::Template),
+                _ if cell.options.timeout.is_some() => Err(Unrendered::TimedOut(limit)),
+                _ => Err(Unrendered::Template(crate::template::too_slow(limit))),
+            },
+            _ = self.s.interrupts.recv() => Err(Unrendered::Interrupted),
+        }
     }
 
     /// Reports that an attempt at a cell starts.
-    fn started(&mut self, index: usize, cell: &Cell, shell: bool, attempt: u32) {
-        let rendered = self.public_rendering(cell, shell);
+    /// `rendered` is the cell as rendered (each secret a reference to its
+    /// environment variable, so it holds none; masked all the same), or
+    /// its source when it did not render.
+    fn started(&mut self, index: usize, cell: &Cell, rendered: &str, attempt: u32) {
+        let rendered = self.s.masker.mask(rendered);
         self.emitter.emit(Event::CellStarted {
             index,
             number: cell.number,
@@ -690,19 +737,6 @@ impl Executor<'_, '_> {
             rendered,
             attempt,
         });
-    }
-
-    /// The cell rendered with every secret standing in as `[masked:NAME]`:
-    /// shown in events and hashed into the state, it holds no secret.
-    fn public_rendering(&self, cell: &Cell, shell: bool) -> String {
-        let public = render(
-            &self.s.env,
-            &cell.body,
-            &self.s.vars.public_template_values(),
-            shell,
-        )
-        .unwrap_or_else(|_| cell.body.clone());
-        self.s.masker.mask(&public)
     }
 
     /// Turns an attempt into the cell's result: capture, recorded text.

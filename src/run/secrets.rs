@@ -6,6 +6,10 @@
 //! by [`Masker::add`] so the caller can warn). A multi-line secret is also
 //! known in its CRLF form, a secret with characters JSON escapes also in
 //! its escaped form, and a secret JSON capture by every string inside it.
+//! A secret of at least [`SHORT`] characters is also known in the forms
+//! shells and tools print a value in (see [`encoded_forms`]): bash's
+//! `set -x`, `printf %q` and `declare -p` quoting, JSON with non-ASCII
+//! escaped, Python's `repr` and URL encoding.
 //! Streamed output is masked with [`LiveMask`], which holds back text that
 //! could be the start of a secret until the rest has arrived.
 
@@ -59,6 +63,17 @@ impl Masker {
         let escaped = &escaped[1..escaped.len() - 1];
         if escaped != value {
             forms.push(escaped.to_string());
+        }
+        if value.chars().count() >= SHORT {
+            forms.extend(encoded_forms(value));
+            // Recorded output loses its control characters (tabs among
+            // them) before it is masked: so must the forms.
+            let stripped: Vec<String> = forms
+                .iter()
+                .map(strip_ansi_escapes::strip_str)
+                .filter(|form| form.chars().count() >= SHORT)
+                .collect();
+            forms.extend(stripped);
         }
         for form in forms {
             if !self.values.iter().any(|(_, v)| *v == form) {
@@ -184,6 +199,133 @@ impl Masker {
     }
 }
 
+/// The forms shells and tools print `value` in, without the quotes around
+/// them: `set -x` and `'...'` quoting (`'\''` for a quote), `printf %q`
+/// (backslashes before specials, or `$'...'` with `\n`, `\E`, octal),
+/// `declare -p` (`"..."` with `\"`, `\$`, `\\`), JSON with non-ASCII as
+/// `\uXXXX` (Python's `json.dumps`), Python's `repr`, and URL encoding
+/// (`%20` or `+` for a space; `/` kept or encoded; JavaScript's
+/// `encodeURIComponent`). Forms equal to the value are left out.
+pub fn encoded_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![
+        value.replace('\'', r"'\''"),
+        backslash_quoted(value),
+        ansi_c_quoted(value),
+        crate::quoting::escape_double(value),
+        json_ascii(value),
+        python_repr(value),
+    ];
+    for keep in ["", "/", "!*'()"] {
+        for plus in [false, true] {
+            forms.push(percent_encoded(value, keep, plus, false));
+            forms.push(percent_encoded(value, keep, plus, true));
+        }
+    }
+    let mut unique: Vec<String> = Vec::new();
+    for form in forms {
+        if form != value && !unique.contains(&form) {
+            unique.push(form);
+        }
+    }
+    unique
+}
+
+/// bash's `printf %q` of a value without control characters.
+fn backslash_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for (i, c) in value.chars().enumerate() {
+        if " !\"$&()*,;<>?[\\]^`{|}'\t\n".contains(c) || (i == 0 && "~#".contains(c)) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// bash's `$'...'` quoting (`printf %q`, `declare -p`, `set -x` of a
+/// value with control characters).
+fn ansi_c_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\'' => out.push_str(r"\'"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            '\r' => out.push_str(r"\r"),
+            '\u{7}' => out.push_str(r"\a"),
+            '\u{8}' => out.push_str(r"\b"),
+            '\u{b}' => out.push_str(r"\v"),
+            '\u{c}' => out.push_str(r"\f"),
+            '\u{1b}' => out.push_str(r"\E"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON string contents with every non-ASCII character escaped.
+fn json_ascii(value: &str) -> String {
+    let json = serde_json::to_string(value).expect("strings serialise");
+    let mut out = String::with_capacity(json.len());
+    for c in json[1..json.len() - 1].chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Python's `repr` of a string, without its quotes.
+fn python_repr(value: &str) -> String {
+    let double = value.contains('\'') && !value.contains('"');
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\'' if !double => out.push_str(r"\'"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            '\r' => out.push_str(r"\r"),
+            c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encoding of the UTF-8 bytes of `value`: unreserved characters
+/// (and those of `keep`) as they are, a space as `+` with `plus`.
+fn percent_encoded(value: &str, keep: &str, plus: bool, lower: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for c in value.chars() {
+        if c.is_ascii_alphanumeric() || "-_.~".contains(c) || keep.contains(c) {
+            out.push(c);
+        } else if c == ' ' && plus {
+            out.push('+');
+        } else {
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                if lower {
+                    out.push_str(&format!("%{byte:02x}"));
+                } else {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn string_leaves(path: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
     match value {
         serde_json::Value::String(text) => out.push((path.to_string(), text.clone())),
@@ -278,6 +420,25 @@ mod tests {
             masker.mask("u=admin-user p=p@ss\"word escaped=p@ss\\\"word k1"),
             "u=[masked:CREDS.user] p=[masked:CREDS.password] escaped=[masked:CREDS.password] [masked:CREDS.tags[0]]"
         );
+    }
+
+    #[test]
+    fn encoded_forms_are_masked() {
+        let mut masker = Masker::default();
+        masker.add("S", "it's a \"q\" é\nx");
+        for printed in [
+            "'it'\\''s a \"q\" é\nx'",
+            r#"$'it\'s a "q" é\nx'"#,
+            r#""it's a \"q\" \u00e9\nx""#,
+            r#"'it\'s a "q" é\nx'"#,
+            "it%27s%20a%20%22q%22%20%C3%A9%0Ax",
+            "it%27s+a+%22q%22+%C3%A9%0Ax",
+        ] {
+            assert!(masker.mask(printed).contains("[masked:S]"), "{printed}");
+        }
+        let mut short = Masker::default();
+        short.add("S", "a b");
+        assert_eq!(short.mask("a%20b a\\ b"), "a%20b a\\ b");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::frontmatter::Settings;
 use crate::secrets::Masker;
-use crate::template::{environment, render};
+use crate::template::{environment, render, Target};
 
 /// One variable's value and whether it is a secret.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,36 +56,31 @@ impl Vars {
         self.map.keys().cloned().collect()
     }
 
-    /// Template values: every variable plus `env`, the caller's environment.
+    /// Template values: every variable plus `env`, the caller's
+    /// environment. A secret (and `env.NAME` of a secret's name) is a
+    /// [`crate::template::Secret`]: its name, never its value, so no
+    /// template can derive text from it.
     pub fn template_values(&self) -> BTreeMap<String, minijinja::Value> {
+        let secrets = self.secret_names();
         let mut values: BTreeMap<String, minijinja::Value> = self
             .map
             .iter()
-            .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(&v.value)))
+            .map(|(k, v)| {
+                let value = if v.secret {
+                    crate::template::Secret::value(k)
+                } else {
+                    minijinja::Value::from_serialize(&v.value)
+                };
+                (k.clone(), value)
+            })
             .collect();
-        values.insert("env".into(), caller_env().clone());
-        values
-    }
-
-    /// Template values in which every secret stands in as
-    /// `[masked:NAME]`: what a cell renders to with them holds no secret,
-    /// so it can be shown, hashed and kept.
-    /// `{{ env.NAME }}` of a secret's name stands in the same way.
-    pub fn public_template_values(&self) -> BTreeMap<String, minijinja::Value> {
-        let mut values = self.template_values();
-        let secrets = self.secret_names();
         if secrets.is_empty() {
+            values.insert("env".into(), caller_env().clone());
             return values;
-        }
-        for name in &secrets {
-            values.insert(
-                name.clone(),
-                crate::template::Placeholder::value(name, true),
-            );
         }
         let env = caller_env_map().iter().map(|(k, v)| {
             let value = if secrets.contains(k) {
-                crate::template::Placeholder::value(&format!("env.{k}"), true)
+                crate::template::Secret::value(k)
             } else {
                 minijinja::Value::from(v.as_str())
             };
@@ -93,6 +88,13 @@ impl Vars {
         });
         values.insert("env".into(), minijinja::Value::from_iter(env));
         values
+    }
+
+    /// Template values whose rendering can be shown, hashed and kept: the
+    /// same as [`Vars::template_values`], since no secret's value is ever
+    /// among them.
+    pub fn public_template_values(&self) -> BTreeMap<String, minijinja::Value> {
+        self.template_values()
     }
 
     /// Names of the secret variables.
@@ -104,9 +106,9 @@ impl Vars {
             .collect()
     }
 
-    /// Template values for checks and dry runs: every secret as
-    /// `[masked:NAME]`, and every capture of the runbook not held yet as a
-    /// stand-in (`<NAME>`).
+    /// Template values for checks and dry runs: every capture of the
+    /// runbook not held yet as a stand-in (`<NAME>`), or as a secret when
+    /// it captures one.
     pub fn with_placeholders(
         &self,
         runbook: &crate::document::Runbook,
@@ -114,9 +116,13 @@ impl Vars {
         let mut values = self.public_template_values();
         for cell in &runbook.cells {
             if let Some(capture) = &cell.options.capture {
-                values
-                    .entry(capture.name.clone())
-                    .or_insert_with(|| crate::template::Placeholder::value(&capture.name, false));
+                values.entry(capture.name.clone()).or_insert_with(|| {
+                    if capture.secret {
+                        crate::template::Secret::value(&capture.name)
+                    } else {
+                        crate::template::Placeholder::value(&capture.name)
+                    }
+                });
             }
         }
         values
@@ -239,21 +245,20 @@ pub fn initial(settings: &Settings, overrides: &Overrides) -> Result<Vars, Param
         .collect();
     let env = environment();
     for (name, default) in &settings.params {
-        let value =
-            match given.get(name.as_str()) {
-                Some(v) => (*v).clone(),
-                None => match default {
-                    Value::String(template) => {
-                        let rendered = render(&env, template, &vars.template_values(), false)
-                            .map_err(|e| ParamError {
-                                name: name.clone(),
-                                message: e.message,
-                            })?;
-                        Value::String(rendered)
-                    }
-                    other => other.clone(),
-                },
-            };
+        let value = match given.get(name.as_str()) {
+            Some(v) => (*v).clone(),
+            None => match default {
+                Value::String(template) => {
+                    let rendered = render(&env, template, &vars.template_values(), Target::Param)
+                        .map_err(|e| ParamError {
+                        name: name.clone(),
+                        message: e.message,
+                    })?;
+                    Value::String(rendered)
+                }
+                other => other.clone(),
+            },
+        };
         vars.set(name, value, settings.secrets.contains(name));
     }
     for (name, value) in &overrides.values {
