@@ -66,11 +66,11 @@ impl Masker {
         }
         if value.chars().count() >= SHORT {
             forms.extend(encoded_forms(value));
-            // Recorded output loses its control characters (tabs among
-            // them) before it is masked: so must the forms.
+            // Recorded output is cleaned (control characters and `\r`
+            // overwrites) before it is masked: so must the forms be.
             let stripped: Vec<String> = forms
                 .iter()
-                .map(strip_ansi_escapes::strip_str)
+                .map(|form| crate::run::output::clean(form))
                 .filter(|form| form.chars().count() >= SHORT)
                 .collect();
             forms.extend(stripped);
