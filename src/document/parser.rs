@@ -17,7 +17,7 @@ use crate::document::{
 };
 use crate::duration::parse_duration;
 use crate::frontmatter::parse_settings;
-use crate::lines::{line_end, LineIndex};
+use crate::lines::{first_terminator, line_end, lone_cr_as_lf, normalize_line_endings, LineIndex};
 
 /// Attributes a cell understands, for messages.
 pub const KNOWN_ATTRIBUTES: &[&str] = &[
@@ -38,68 +38,126 @@ pub const KNOWN_ATTRIBUTES: &[&str] = &[
     "mode",
 ];
 
+/// The extensions runbook reads, as GitHub does. YAML metadata blocks are
+/// not among them: pulldown-cmark would take a `---` ... `---` pair anywhere
+/// for one, hiding the code between from runbook while a renderer shows it.
+/// Front matter is found first, at the very start only (see
+/// [`front_matter`]), and the rest is parsed on its own.
 fn options() -> Options {
     Options::ENABLE_TABLES
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS
-        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
         | Options::ENABLE_GFM
 }
 
-/// Parses a runbook. All problems found are returned together.
+/// The front matter block a document starts with (after a BOM): its span,
+/// fences included, and its YAML.
+fn front_matter(source: &str, base: usize) -> Option<(Range<usize>, String)> {
+    let mut events = Parser::new_ext(
+        &source[base..],
+        options() | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
+    )
+    .into_offset_iter();
+    let (Event::Start(Tag::MetadataBlock(_)), range) = events.next()? else {
+        return None;
+    };
+    if range.start != 0 {
+        return None;
+    }
+    let mut yaml = String::new();
+    for (event, _) in events {
+        match event {
+            Event::Text(text) => yaml.push_str(&text),
+            _ => break,
+        }
+    }
+    Some((range.start + base..range.end + base, yaml))
+}
+
+/// Where the Markdown after the front matter (and a BOM) starts.
+fn body_start(source: &str) -> (usize, Option<(Range<usize>, String)>) {
+    let base = if source.starts_with('\u{feff}') { 3 } else { 0 };
+    match front_matter(source, base) {
+        Some((range, yaml)) => (range.end, Some((range, yaml))),
+        None => (base, None),
+    }
+}
+
+/// A fenced block's language, as CommonMark reads it: the info string's
+/// first word, ended by a space, tab or other ASCII whitespace, or by the
+/// `{` of an attribute list. (Unicode spaces such as U+00A0 are part of
+/// the word, as a renderer takes them.)
+pub fn language(info: &str) -> &str {
+    let info = info.trim_start_matches(is_markdown_space);
+    let end = info
+        .find(|c: char| is_markdown_space(c) || c == '{')
+        .unwrap_or(info.len());
+    &info[..end]
+}
+
+fn is_markdown_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{b}' | '\u{c}')
+}
+
 /// How many fenced blocks of a document would be cells (by the language of
 /// their info string, or a `file=`), whether or not the document parses:
 /// for counts that agree with the file when it has errors.
 pub fn count_cells(source: &str) -> usize {
-    Parser::new_ext(source, options())
+    let source = &lone_cr_as_lf(source);
+    let (start, _) = body_start(source);
+    Parser::new_ext(&source[start..], options())
         .filter(|event| match event {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
-                let word = info
-                    .trim_start()
-                    .split(|c: char| c.is_whitespace() || c == '{')
-                    .next()
-                    .unwrap_or("");
-                interpreter_for(word, Interpreter::Bash).is_some() || info.contains("file=")
+                interpreter_for(language(info), Interpreter::Bash).is_some()
+                    || info.contains("file=")
             }
             _ => false,
         })
         .count()
 }
 
+/// Parses a runbook. All problems found are returned together.
+///
+/// A lone `\r` ends a line, as in CommonMark: the document is read with
+/// each one as `\n` (at the same offset, so every span is the original's),
+/// and a cell's body has `\n` line ends whatever the document uses.
 pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
-    let base = if source.starts_with('\u{feff}') { 3 } else { 0 };
+    let newline = first_terminator(source);
+    let source = &lone_cr_as_lf(source);
     let mut state = State {
         source,
         index: LineIndex::new(source),
         runbook: Runbook {
-            newline: if source.split('\n').next().is_some_and(|l| l.ends_with('\r')) {
-                "\r\n"
-            } else {
-                "\n"
-            },
+            newline,
             ..Runbook::default()
         },
         shell: Interpreter::Bash,
         ids: HashMap::new(),
         diagnostics: Vec::new(),
     };
+    let (start, front_matter) = body_start(source);
+    if let Some((range, yaml)) = front_matter {
+        state.front_matter(range, &yaml);
+    }
     // Each open element's most recent child, to attach output blocks only
     // to a cell that is their previous sibling.
     let mut stack: Vec<Last> = vec![Last::Other];
-    let mut metadata: Option<(Range<usize>, String)> = None;
-    let mut code: Option<(Range<usize>, String, Last)> = None;
-    for (event, range) in Parser::new_ext(&source[base..], options()).into_offset_iter() {
-        let range = range.start + base..range.end + base;
+    let mut code: Option<(Range<usize>, String, String, Last)> = None;
+    let mut footnotes = 0;
+    let mut html: Option<usize> = None;
+    for (event, range) in Parser::new_ext(&source[start..], options()).into_offset_iter() {
+        let range = range.start + start..range.end + start;
         match event {
             Event::Start(tag) => {
                 let top = stack.last_mut().expect("root frame");
                 let previous = std::mem::replace(top, Last::Other);
                 match tag {
-                    Tag::MetadataBlock(_) => metadata = Some((range, String::new())),
-                    Tag::CodeBlock(CodeBlockKind::Fenced(_)) => {
-                        code = Some((range, String::new(), previous))
+                    Tag::CodeBlock(CodeBlockKind::Fenced(info)) => {
+                        code = Some((range, info.to_string(), String::new(), previous))
                     }
+                    Tag::FootnoteDefinition(_) => footnotes += 1,
+                    Tag::HtmlBlock => html = Some(range.start),
                     _ => {}
                 }
                 stack.push(Last::Other);
@@ -107,25 +165,34 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
             Event::End(end) => {
                 stack.pop();
                 let last = match end {
-                    TagEnd::MetadataBlock(_) => {
-                        if let Some((range, yaml)) = metadata.take() {
-                            state.front_matter(range, &yaml);
+                    TagEnd::CodeBlock => match code.take() {
+                        Some((range, info, body, previous)) => {
+                            let context = Context {
+                                info,
+                                previous,
+                                in_footnote: footnotes > 0,
+                            };
+                            state.fenced_block(range, body, context)
+                        }
+                        None => Last::Other,
+                    },
+                    TagEnd::FootnoteDefinition => {
+                        footnotes -= 1;
+                        Last::Other
+                    }
+                    TagEnd::HtmlBlock => {
+                        if let Some(start) = html.take() {
+                            state.html_block(start..range.end);
                         }
                         Last::Other
                     }
-                    TagEnd::CodeBlock => match code.take() {
-                        Some((range, body, previous)) => state.fenced_block(range, body, previous),
-                        None => Last::Other,
-                    },
                     _ => Last::Other,
                 };
                 *stack.last_mut().expect("root frame") = last;
             }
             Event::Text(text) => {
-                if let Some((_, body, _)) = code.as_mut() {
+                if let Some((_, _, body, _)) = code.as_mut() {
                     body.push_str(&text);
-                } else if let Some((_, yaml)) = metadata.as_mut() {
-                    yaml.push_str(&text);
                 } else {
                     *stack.last_mut().expect("root frame") = Last::Other;
                 }
@@ -138,6 +205,17 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     } else {
         Ok(state.runbook)
     }
+}
+
+/// What the parser knows about a fenced block beyond its bytes.
+struct Context {
+    /// The info string as a renderer reads it: escapes and character
+    /// references resolved.
+    info: String,
+    /// The block's previous sibling.
+    previous: Last,
+    /// Whether the block stands in a footnote definition.
+    in_footnote: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -204,13 +282,7 @@ impl State<'_> {
     }
 
     fn error_at_line(&mut self, line: usize, message: String, help: Option<String>) {
-        let start = self
-            .source
-            .split_inclusive('\n')
-            .take(line - 1)
-            .map(str::len)
-            .sum::<usize>();
-        let start = start.min(self.source.len());
+        let start = self.index.offset_of_line(line).min(self.source.len());
         let end = line_end(self.source, start);
         // The caret goes on the line's first token (a YAML key), not on its
         // indent: `parms` in `  parms:`.
@@ -234,7 +306,7 @@ impl State<'_> {
         let last_line = self.index.line_start(range.end.saturating_sub(1).max(open));
         let mut closing_line = None;
         let mut prefix_end = last_line;
-        if last_line > open && !src[..range.end].ends_with('\n') {
+        if last_line > open && !src[..range.end].ends_with(['\n', '\r']) {
             let line = &src[last_line..line_end(src, last_line)];
             let fence_at = line.len() - line.trim_start_matches([' ', '\t', '>']).len();
             let fence = &line[fence_at..];
@@ -267,20 +339,136 @@ impl State<'_> {
         }
     }
 
-    fn fenced_block(&mut self, range: Range<usize>, body: String, previous: Last) -> Last {
-        let body = body.replace("\r\n", "\n");
+    /// Where pulldown-cmark and CommonMark renderers read a fenced block's
+    /// tabs differently, why. A closing fence followed by a tab closes the
+    /// block for CommonMark but not for pulldown-cmark, which then runs
+    /// on; and a tab in the indentation of a block in a list, a
+    /// blockquote or an indent is expanded differently by each (what the
+    /// block holds, or whether it goes on, then depends on the reader).
+    /// Fences at the left margin keep their tabs as code: nothing to read.
+    fn tab_ambiguity(&self, range: &Range<usize>, fence: &Fence, body: &str) -> Option<&'static str> {
+        let src = self.source;
+        let fence_char = char::from(src.as_bytes()[fence.open]);
+        let fence_len = src[fence.open..].len() - src[fence.open..].trim_start_matches(fence_char).len();
+        let closes_with_tab = body.lines().any(|line| {
+            let unindented = line.trim_start_matches(' ');
+            let rest = unindented.trim_start_matches(fence_char);
+            line.len() - unindented.len() <= 3
+                && unindented.len() - rest.len() >= fence_len
+                && rest.contains('\t')
+                && rest.trim_matches([' ', '\t']).is_empty()
+        });
+        if closes_with_tab {
+            return Some("a line in this fence's block is a closing fence followed by a tab: CommonMark renderers end the block there, the Markdown parser runbook uses does not");
+        }
+        let first_line = self.index.line_start(fence.open);
+        let opening_prefix = &src[first_line..fence.open];
+        if opening_prefix.contains('\t') {
+            return Some(TABS_IN_CONTAINERS);
+        }
+        // Later lines: a tab that starts left of where the fence stands is
+        // (partly) taken by the containers or the fence's indent.
+        let width = opening_prefix.chars().count();
+        let first = self.index.line(fence.open);
+        let last = self.index.line(range.end.saturating_sub(1).max(fence.open));
+        let lines = self.index.line(src.len());
+        let tabbed = (first + 1..=(last + 1).min(lines)).any(|line| {
+            let start = self.index.offset_of_line(line);
+            src[start..line_end(src, start)]
+                .chars()
+                .take(width)
+                .any(|c| c == '\t')
+        });
+        tabbed.then_some(TABS_IN_CONTAINERS)
+    }
+
+    /// An HTML block that starts with `<textarea` or `<search` and holds a
+    /// fence: CommonMark 0.31 (and pulldown-cmark) end such a block at its
+    /// closing tag, earlier versions (and GitHub's renderer) at the next
+    /// blank line or not at all, showing the fence as code. Refused, since
+    /// the reader's renderer decides whether it is code.
+    fn html_block(&mut self, range: Range<usize>) {
+        let text = &self.source[range.clone()];
+        let first = text.lines().next().unwrap_or("");
+        let tag = first
+            .trim_start_matches([' ', '\t', '>'])
+            .trim_start_matches(|c: char| c.is_ascii_digit() || "-*+.) ".contains(c))
+            .to_ascii_lowercase();
+        let version_dependent = ["<textarea", "<search"].iter().any(|name| {
+            tag.strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '>', '/']))
+        });
+        if version_dependent && swallows_a_fence(text) {
+            let end = line_end(self.source, range.start);
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this HTML block hides a fence that renderers before CommonMark 0.31 (GitHub's among them) show as code",
+                    range.start..end,
+                )
+                .help("put a blank line after the HTML, or close it before the code block"),
+            );
+        }
+    }
+
+    fn fenced_block(&mut self, range: Range<usize>, body: String, context: Context) -> Last {
+        let previous = context.previous;
+        // CommonMark shows U+0000 as U+FFFD; so does the body that runs.
+        let body = normalize_line_endings(&body).replace('\0', "\u{fffd}");
         let fence = self.fence(&range, &body);
         let raw_info = &self.source[fence.info.clone()];
-        let word = raw_info
-            .trim_start()
-            .split(|c: char| c.is_whitespace() || c == '{')
-            .next()
-            .unwrap_or("");
+        let word = language(raw_info);
         let executable = interpreter_for(word, self.shell).is_some();
         let parsed = parse_info(raw_info);
         let is_file_cell = matches!(&parsed, Ok(info) if info.get("file").is_some() && !executable);
         let is_output = word == "output";
         let runs = executable || is_file_cell;
+
+        // A renderer resolves escapes and character references in the info
+        // string (`b&#97;sh` shows as a bash block): runbook reads the info
+        // string as written, so one that reads otherwise is refused when
+        // either reading could make the block a cell or an output block.
+        let shown = context.info.trim_matches(is_markdown_space);
+        if shown != raw_info.trim_matches(is_markdown_space) {
+            let shown_word = language(shown);
+            let matters = |word: &str, info: &str| {
+                interpreter_for(word, self.shell).is_some()
+                    || word == "output"
+                    || info.contains("file=")
+            };
+            if matters(word, raw_info) || matters(shown_word, shown) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "this fence's info string is written with escapes or character references, and shows as `{shown}`"
+                        ),
+                        fence.info.clone(),
+                    )
+                    .help("write the language and attributes plainly, as they should show"),
+                );
+            }
+            return Last::Other;
+        }
+
+        if let Some(message) = self.tab_ambiguity(&range, &fence, &body) {
+            if runs || is_output || swallows_a_fence(&body) {
+                self.diagnostics.push(
+                    Diagnostic::error(message, fence.open..fence.info.end)
+                        .help("indent with spaces, and end the closing fence's line without a tab"),
+                );
+                return Last::Other;
+            }
+        }
+
+        if context.in_footnote && (runs || is_output) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this fence stands in a footnote definition, which a renderer shows at the end of the page, or not at all when nothing refers to it",
+                    fence.open..fence.info.end,
+                )
+                .help("move the block out of the footnote"),
+            );
+            return Last::Other;
+        }
 
         if fence.closing_line.is_none() {
             let at_eof = range.end >= self.source.len();
@@ -680,6 +868,8 @@ pub fn is_variable_name(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+const TABS_IN_CONTAINERS: &str = "this fence stands in a list, a blockquote or an indent, and tabs indent its lines, which CommonMark renderers and the Markdown parser runbook uses expand differently";
 
 /// Whether an unclosed block's content holds something that looks like a
 /// fence, i.e. the missing close hides blocks that follow.
