@@ -135,6 +135,7 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
         shell: Interpreter::Bash,
         ids: HashMap::new(),
         diagnostics: Vec::new(),
+        code_end: 0,
     };
     let (start, front_matter) = body_start(source);
     if let Some((range, yaml)) = front_matter {
@@ -231,6 +232,8 @@ struct State<'a> {
     shell: Interpreter,
     ids: HashMap<String, usize>,
     diagnostics: Vec<Diagnostic>,
+    /// Where the last fenced block read ends.
+    code_end: usize,
 }
 
 /// The facts about a fence's lines the classifier needs.
@@ -334,7 +337,7 @@ impl State<'_> {
             open,
             info,
             closing_line,
-            prefix: src[last_line..prefix_end].to_string(),
+            prefix: expand_tabs(&src[last_line..prefix_end]),
             insert_at: line_end(src, last_line),
         }
     }
@@ -346,10 +349,16 @@ impl State<'_> {
     /// blockquote or an indent is expanded differently by each (what the
     /// block holds, or whether it goes on, then depends on the reader).
     /// Fences at the left margin keep their tabs as code: nothing to read.
-    fn tab_ambiguity(&self, range: &Range<usize>, fence: &Fence, body: &str) -> Option<&'static str> {
+    fn tab_ambiguity(
+        &self,
+        range: &Range<usize>,
+        fence: &Fence,
+        body: &str,
+    ) -> Option<&'static str> {
         let src = self.source;
         let fence_char = char::from(src.as_bytes()[fence.open]);
-        let fence_len = src[fence.open..].len() - src[fence.open..].trim_start_matches(fence_char).len();
+        let fence_len =
+            src[fence.open..].len() - src[fence.open..].trim_start_matches(fence_char).len();
         let closes_with_tab = body.lines().any(|line| {
             let unindented = line.trim_start_matches(' ');
             let rest = unindented.trim_start_matches(fence_char);
@@ -366,13 +375,16 @@ impl State<'_> {
         if opening_prefix.contains('\t') {
             return Some(TABS_IN_CONTAINERS);
         }
-        // Later lines: a tab that starts left of where the fence stands is
-        // (partly) taken by the containers or the fence's indent.
+        // Its other lines: a tab that starts left of where the fence stands
+        // is (partly) taken by the containers or the fence's indent.
         let width = opening_prefix.chars().count();
         let first = self.index.line(fence.open);
         let last = self.index.line(range.end.saturating_sub(1).max(fence.open));
         let lines = self.index.line(src.len());
-        let tabbed = (first + 1..=(last + 1).min(lines)).any(|line| {
+        // The line after an unclosed block too: whether it goes on depends on
+        // how that line's indent is read.
+        let after = usize::from(fence.closing_line.is_none());
+        let tabbed = (first + 1..=(last + after).min(lines)).any(|line| {
             let start = self.index.offset_of_line(line);
             src[start..line_end(src, start)]
                 .chars()
@@ -380,6 +392,36 @@ impl State<'_> {
                 .any(|c| c == '\t')
         });
         tabbed.then_some(TABS_IN_CONTAINERS)
+    }
+
+    /// Whether the lines right above a fence (up to a blank line or the
+    /// code block before) hold an
+    /// HTML line and a blockquote or list: CommonMark 0.31 and
+    /// pulldown-cmark continue the paragraph above with the HTML line
+    /// lazily, cmark-gfm starts an HTML block there that runs to the next
+    /// blank line and takes the fence in.
+    fn after_lazy_html(&self, open: usize) -> bool {
+        let src = self.source;
+        let first = self.index.line(open);
+        let opening_prefix = &src[self.index.line_start(open)..open];
+        let mut html = false;
+        let mut container = !opening_prefix.trim().is_empty();
+        for line in (1..first).rev() {
+            let start = self.index.offset_of_line(line);
+            if start < self.code_end {
+                break;
+            }
+            let text = &src[start..line_end(src, start)];
+            if text.trim_matches([' ', '\t', '>']).is_empty() {
+                break;
+            }
+            let unindented = text.trim_start_matches([' ', '\t']);
+            html |= unindented
+                .trim_start_matches([' ', '\t', '>'])
+                .starts_with('<');
+            container |= unindented.starts_with('>') || starts_list_item(unindented);
+        }
+        html && container
     }
 
     /// An HTML block that starts with `<textarea` or `<search` and holds a
@@ -398,8 +440,9 @@ impl State<'_> {
             tag.strip_prefix(name)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '>', '/']))
         });
-        if version_dependent && swallows_a_fence(text) {
-            let end = line_end(self.source, range.start);
+        let holds_a_fence = text.contains("```") || text.contains("~~~");
+        let end = line_end(self.source, range.start);
+        if version_dependent && holds_a_fence {
             self.diagnostics.push(
                 Diagnostic::error(
                     "this HTML block hides a fence that renderers before CommonMark 0.31 (GitHub's among them) show as code",
@@ -407,10 +450,63 @@ impl State<'_> {
                 )
                 .help("put a blank line after the HTML, or close it before the code block"),
             );
+            return;
+        }
+        // An HTML line right above: whether it continues a paragraph
+        // lazily (CommonMark 0.31, commonmark.js, pulldown-cmark) or starts
+        // an HTML block of its own that ends at the next blank line
+        // (cmark-gfm, after a blockquote or list) decides whether this
+        // block hides the fence.
+        let line = self.index.line(range.start);
+        if holds_a_fence && line > 1 {
+            let above = self.index.offset_of_line(line - 1);
+            let above = &self.source[above..line_end(self.source, above)];
+            if above.trim_start_matches([' ', '\t', '>']).starts_with('<') {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "this HTML block hides a fence for some CommonMark renderers and not for others, as they read the HTML line above it differently",
+                        range.start..end,
+                    )
+                    .help("put a blank line between the HTML lines and the code block"),
+                );
+                return;
+            }
+        }
+        // A `<pre>`, `<script>`, `<style>` or `<textarea>` block ends, for
+        // CommonMark, at the first line holding any of their end tags, in
+        // any case; pulldown-cmark waits for the start tag's own end tag,
+        // as written, and reads on.
+        let starts_raw = ["<pre", "<script", "<style", "<textarea"]
+            .iter()
+            .any(|name| {
+                tag.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '>']))
+            });
+        let mut lines: Vec<String> = text.lines().map(str::to_ascii_lowercase).collect();
+        lines.pop();
+        let ends_earlier = lines.iter().any(|line| {
+            ["</pre>", "</script>", "</style>", "</textarea>"]
+                .iter()
+                .any(|end| line.contains(end))
+        });
+        if starts_raw && ends_earlier && holds_a_fence {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this HTML block ends earlier for CommonMark renderers than for the Markdown parser runbook uses, and a fence follows that end",
+                    range.start..end,
+                )
+                .help("close the HTML element with its own end tag, as written in its start tag"),
+            );
         }
     }
 
     fn fenced_block(&mut self, range: Range<usize>, body: String, context: Context) -> Last {
+        let last = self.read_fenced_block(range.clone(), body, context);
+        self.code_end = range.end;
+        last
+    }
+
+    fn read_fenced_block(&mut self, range: Range<usize>, body: String, context: Context) -> Last {
         let previous = context.previous;
         // CommonMark shows U+0000 as U+FFFD; so does the body that runs.
         let body = normalize_line_endings(&body).replace('\0', "\u{fffd}");
@@ -451,12 +547,23 @@ impl State<'_> {
 
         if let Some(message) = self.tab_ambiguity(&range, &fence, &body) {
             if runs || is_output || swallows_a_fence(&body) {
-                self.diagnostics.push(
-                    Diagnostic::error(message, fence.open..fence.info.end)
-                        .help("indent with spaces, and end the closing fence's line without a tab"),
-                );
+                self.diagnostics
+                    .push(Diagnostic::error(message, fence.open..fence.info.end).help(
+                        "indent with spaces, and end the closing fence's line without a tab",
+                    ));
                 return Last::Other;
             }
+        }
+
+        if (runs || is_output) && self.after_lazy_html(fence.open) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this fence follows an HTML line in a blockquote or list without a blank line between: some CommonMark renderers show the block as code, others as part of the HTML",
+                    fence.open..fence.info.end,
+                )
+                .help("put a blank line before the code block"),
+            );
+            return Last::Other;
         }
 
         if context.in_footnote && (runs || is_output) {
@@ -867,6 +974,34 @@ pub fn is_variable_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether a line starts with a list marker: `-`, `*`, `+`, or up to nine
+/// digits and `.` or `)`, then a space, a tab or the line's end.
+fn starts_list_item(line: &str) -> bool {
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let rest = if digits > 0 && digits <= 9 {
+        line[digits..].strip_prefix(['.', ')'])
+    } else {
+        line.strip_prefix(['-', '*', '+'])
+    };
+    rest.is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+/// A closing fence's prefix with its tabs as the spaces they stand for
+/// (tab stops of 4, as CommonMark reads indentation), so the lines written
+/// behind it are indented alike whatever reads them.
+fn expand_tabs(prefix: &str) -> String {
+    let mut expanded = String::new();
+    for c in prefix.chars() {
+        if c == '\t' {
+            let width = 4 - expanded.chars().count() % 4;
+            expanded.push_str(&" ".repeat(width));
+        } else {
+            expanded.push(c);
+        }
+    }
+    expanded
 }
 
 const TABS_IN_CONTAINERS: &str = "this fence stands in a list, a blockquote or an indent, and tabs indent its lines, which CommonMark renderers and the Markdown parser runbook uses expand differently";
