@@ -26,7 +26,7 @@ use runbook::attrs::parse_info;
 use runbook::parser::parse;
 use runbook::writer::{apply, Edit, Output};
 
-use crate::support::data;
+use crate::support::{data, Test};
 
 /// Languages that make a fenced block a cell (SPEC "Cells"; `shell` is the
 /// front matter's shell, bash when there is none).
@@ -741,4 +741,41 @@ fn generated_hostile_layouts_have_the_cells_cmark_gfm_shows() {
         "too many refused: {}",
         tally.refused
     );
+}
+
+#[test]
+fn a_document_with_lone_cr_line_ends_runs_its_cells_and_keeps_its_line_ends() {
+    let test = Test::new();
+    let doc = "# T\r\r```bash\recho one\rprintf 'two\\n'\r```\r\r- step\r\r  ```sh\r  echo three\r  ```\r\rafter\r";
+    test.write("doc.md", doc);
+    test.run(&["run", "doc.md"]).code(0);
+    let written = "# T\r\r```bash\recho one\rprintf 'two\\n'\r```\r```output\rone\rtwo\r```\r\r- step\r\r  ```sh\r  echo three\r  ```\r  ```output\r  three\r  ```\r\rafter\r";
+    assert_eq!(test.read("doc.md"), written);
+    test.run(&["run", "doc.md"]).code(0);
+    assert_eq!(test.read("doc.md"), written, "a second run changes nothing");
+}
+
+#[test]
+fn layouts_renderers_read_differently_are_refused_before_anything_runs() {
+    let test = Test::new();
+    for (doc, line) in [
+        (
+            "text[^1]\n\n[^1]: note\n\n    ```bash\n    touch ran\n    ```\n",
+            5,
+        ),
+        ("```b&#97;sh\ntouch ran\n```\n", 1),
+        ("- step\n\n\t```bash\n\ttouch ran\n\t```\n", 3),
+        ("```bash\ntouch ran\n```\t\n\n```bash\ntouch ran\n```\n", 1),
+        ("> text\n</pre>\n> ```bash\n> touch ran\n> ```\n", 3),
+        ("<textarea>\n\n```bash\ntouch ran\n```\n", 1),
+    ] {
+        test.write("doc.md", doc);
+        let run = test.run(&["run", "doc.md"]).code(2);
+        assert!(
+            run.stderr.contains(&format!("doc.md:{line}:")),
+            "{doc:?}: {}",
+            run.stderr
+        );
+        assert!(!test.path("ran").exists(), "{doc:?} ran a cell");
+    }
 }

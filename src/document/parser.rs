@@ -442,7 +442,26 @@ impl State<'_> {
         });
         let holds_a_fence = text.contains("```") || text.contains("~~~");
         let end = line_end(self.source, range.start);
-        if version_dependent && holds_a_fence {
+        // Before 0.31 these tags cannot interrupt a paragraph, which then
+        // runs on to the next blank line: a fence in that stretch is read
+        // one way or the other.
+        let stretch_end = {
+            let mut line = self.index.line(range.start);
+            let lines = self.index.line(self.source.len());
+            let mut end = range.end;
+            while line <= lines {
+                let start = self.index.offset_of_line(line);
+                let text = &self.source[start..line_end(self.source, start)];
+                if start >= range.end && text.trim_matches([' ', '\t', '>']).is_empty() {
+                    break;
+                }
+                end = end.max(line_end(self.source, start));
+                line += 1;
+            }
+            end
+        };
+        let stretch = &self.source[range.start..stretch_end];
+        if version_dependent && (stretch.contains("```") || stretch.contains("~~~")) {
             self.diagnostics.push(
                 Diagnostic::error(
                     "this HTML block hides a fence that renderers before CommonMark 0.31 (GitHub's among them) show as code",
