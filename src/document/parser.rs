@@ -424,11 +424,31 @@ impl State<'_> {
         html && container
     }
 
-    /// An HTML block that starts with `<textarea` or `<search` and holds a
-    /// fence: CommonMark 0.31 (and pulldown-cmark) end such a block at its
-    /// closing tag, earlier versions (and GitHub's renderer) at the next
-    /// blank line or not at all, showing the fence as code. Refused, since
-    /// the reader's renderer decides whether it is code.
+    /// Where the first blank line at or after `offset` starts (the end of
+    /// the text when none follows).
+    fn blank_line_after(&self, offset: usize) -> usize {
+        let src = self.source;
+        let mut start = self.index.line_start(offset.min(src.len()));
+        while start < src.len() {
+            let end = line_end(src, start);
+            if start >= offset && src[start..end].trim_matches([' ', '\t', '>']).is_empty() {
+                return start;
+            }
+            start = crate::lines::next_line_start(src, start);
+        }
+        src.len()
+    }
+
+    /// HTML blocks whose extent renderers disagree on, refused when a
+    /// fence is at stake, since the reader's renderer decides whether it
+    /// is code:
+    /// - `<textarea>` and `<search>` start a block that ends at their
+    ///   closing tag in CommonMark 0.31 (and pulldown-cmark); before 0.31
+    ///   (GitHub's renderer) one that ends at the next blank line, or none,
+    ///   when a paragraph is open;
+    /// - an HTML line right above the block (see the comment below);
+    /// - `<pre>`, `<script>`, `<style>` blocks closed by another of their
+    ///   end tags.
     fn html_block(&mut self, range: Range<usize>) {
         let text = &self.source[range.clone()];
         let first = text.lines().next().unwrap_or("");
@@ -445,22 +465,7 @@ impl State<'_> {
         // Before 0.31 these tags cannot interrupt a paragraph, which then
         // runs on to the next blank line: a fence in that stretch is read
         // one way or the other.
-        let stretch_end = {
-            let mut line = self.index.line(range.start);
-            let lines = self.index.line(self.source.len());
-            let mut end = range.end;
-            while line <= lines {
-                let start = self.index.offset_of_line(line);
-                let text = &self.source[start..line_end(self.source, start)];
-                if start >= range.end && text.trim_matches([' ', '\t', '>']).is_empty() {
-                    break;
-                }
-                end = end.max(line_end(self.source, start));
-                line += 1;
-            }
-            end
-        };
-        let stretch = &self.source[range.start..stretch_end];
+        let stretch = &self.source[range.start..self.blank_line_after(range.end)];
         if version_dependent && (stretch.contains("```") || stretch.contains("~~~")) {
             self.diagnostics.push(
                 Diagnostic::error(
