@@ -465,7 +465,16 @@ impl State<'_> {
         // Before 0.31 these tags cannot interrupt a paragraph, which then
         // runs on to the next blank line: a fence in that stretch is read
         // one way or the other.
-        let stretch = &self.source[range.start..self.blank_line_after(range.end)];
+        // An HTML line in it may start a block of its own that runs past
+        // blank lines (`<?php`, `<!--`): then everything after is at stake.
+        let mut stretch = &self.source[range.start..self.blank_line_after(range.end)];
+        if stretch
+            .lines()
+            .skip(1)
+            .any(|line| line.trim_start_matches([' ', '\t', '>']).starts_with('<'))
+        {
+            stretch = &self.source[range.start..];
+        }
         if version_dependent && (stretch.contains("```") || stretch.contains("~~~")) {
             self.diagnostics.push(
                 Diagnostic::error(
