@@ -14,7 +14,13 @@
 //!
 //! A document may also be refused, with an error about its fences naming
 //! file:line: then nothing of it runs. Refusals are counted and bounded, so
-//! the comparison cannot pass by refusing everything.
+//! the comparison cannot pass by refusing everything. Into every document
+//! runbook reads, an output block is written under each cell, and the
+//! written document is compared again and read back.
+//!
+//! The figures are printed (`-- --nocapture`). `RUNBOOK_COMMONMARK_DOCUMENTS`
+//! (default 4000) and `RUNBOOK_COMMONMARK_FIRST_SEED` (default 0) choose the
+//! generated documents, for a longer run.
 //!
 //! The test needs `cmark-gfm` on the PATH (`apt-get install -y cmark-gfm`);
 //! without it, it says so and checks nothing.
