@@ -61,7 +61,9 @@ impl Diagnostic {
 
     /// The full report with the source line and a caret under the span.
     pub fn render(&self, path: &str, source: &str, color: bool) -> String {
-        let file = SimpleFile::new(path, source);
+        // A lone CR ends a line (CommonMark); the reporter counts LF only.
+        let lines = crate::lines::lone_cr_as_lf(source);
+        let file = SimpleFile::new(path, lines.as_ref());
         let end = self.span.end.max(self.span.start).min(source.len());
         let start = self.span.start.min(end);
         let report = match self.severity {

@@ -4,6 +4,7 @@ mod support;
 
 mod browser;
 mod check;
+mod commonmark;
 mod crash;
 mod document;
 mod export_tools;

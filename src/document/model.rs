@@ -203,7 +203,9 @@ impl Cell {
     /// Where the cell's block begins: the start of its opening fence's
     /// line (a list indent or `> ` included).
     pub fn block_start(&self, source: &str) -> usize {
-        source[..self.span.start].rfind('\n').map_or(0, |i| i + 1)
+        source[..self.span.start]
+            .rfind(['\n', '\r'])
+            .map_or(0, |i| i + 1)
     }
 
     /// Where the cell's block ends: the end of its output block, or of its

@@ -17,7 +17,7 @@ use crate::document::{
 };
 use crate::duration::parse_duration;
 use crate::frontmatter::parse_settings;
-use crate::lines::{line_end, LineIndex};
+use crate::lines::{first_terminator, line_end, lone_cr_as_lf, normalize_line_endings, LineIndex};
 
 /// Attributes a cell understands, for messages.
 pub const KNOWN_ATTRIBUTES: &[&str] = &[
@@ -38,68 +38,127 @@ pub const KNOWN_ATTRIBUTES: &[&str] = &[
     "mode",
 ];
 
+/// The extensions runbook reads, as GitHub does. YAML metadata blocks are
+/// not among them: pulldown-cmark would take a `---` ... `---` pair anywhere
+/// for one, hiding the code between from runbook while a renderer shows it.
+/// Front matter is found first, at the very start only (see
+/// [`front_matter`]), and the rest is parsed on its own.
 fn options() -> Options {
     Options::ENABLE_TABLES
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS
-        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
         | Options::ENABLE_GFM
 }
 
-/// Parses a runbook. All problems found are returned together.
+/// The front matter block a document starts with (after a BOM): its span,
+/// fences included, and its YAML.
+fn front_matter(source: &str, base: usize) -> Option<(Range<usize>, String)> {
+    let mut events = Parser::new_ext(
+        &source[base..],
+        options() | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
+    )
+    .into_offset_iter();
+    let (Event::Start(Tag::MetadataBlock(_)), range) = events.next()? else {
+        return None;
+    };
+    if range.start != 0 {
+        return None;
+    }
+    let mut yaml = String::new();
+    for (event, _) in events {
+        match event {
+            Event::Text(text) => yaml.push_str(&text),
+            _ => break,
+        }
+    }
+    Some((range.start + base..range.end + base, yaml))
+}
+
+/// Where the Markdown after the front matter (and a BOM) starts.
+fn body_start(source: &str) -> (usize, Option<(Range<usize>, String)>) {
+    let base = if source.starts_with('\u{feff}') { 3 } else { 0 };
+    match front_matter(source, base) {
+        Some((range, yaml)) => (range.end, Some((range, yaml))),
+        None => (base, None),
+    }
+}
+
+/// A fenced block's language, as CommonMark reads it: the info string's
+/// first word, ended by a space, tab or other ASCII whitespace, or by the
+/// `{` of an attribute list. (Unicode spaces such as U+00A0 are part of
+/// the word, as a renderer takes them.)
+pub fn language(info: &str) -> &str {
+    let info = info.trim_start_matches(is_markdown_space);
+    let end = info
+        .find(|c: char| is_markdown_space(c) || c == '{')
+        .unwrap_or(info.len());
+    &info[..end]
+}
+
+fn is_markdown_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{b}' | '\u{c}')
+}
+
 /// How many fenced blocks of a document would be cells (by the language of
 /// their info string, or a `file=`), whether or not the document parses:
 /// for counts that agree with the file when it has errors.
 pub fn count_cells(source: &str) -> usize {
-    Parser::new_ext(source, options())
+    let source = &lone_cr_as_lf(source);
+    let (start, _) = body_start(source);
+    Parser::new_ext(&source[start..], options())
         .filter(|event| match event {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
-                let word = info
-                    .trim_start()
-                    .split(|c: char| c.is_whitespace() || c == '{')
-                    .next()
-                    .unwrap_or("");
-                interpreter_for(word, Interpreter::Bash).is_some() || info.contains("file=")
+                interpreter_for(language(info), Interpreter::Bash).is_some()
+                    || info.contains("file=")
             }
             _ => false,
         })
         .count()
 }
 
+/// Parses a runbook. All problems found are returned together.
+///
+/// A lone `\r` ends a line, as in CommonMark: the document is read with
+/// each one as `\n` (at the same offset, so every span is the original's),
+/// and a cell's body has `\n` line ends whatever the document uses.
 pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
-    let base = if source.starts_with('\u{feff}') { 3 } else { 0 };
+    let newline = first_terminator(source);
+    let source = &lone_cr_as_lf(source);
     let mut state = State {
         source,
         index: LineIndex::new(source),
         runbook: Runbook {
-            newline: if source.split('\n').next().is_some_and(|l| l.ends_with('\r')) {
-                "\r\n"
-            } else {
-                "\n"
-            },
+            newline,
             ..Runbook::default()
         },
         shell: Interpreter::Bash,
         ids: HashMap::new(),
         diagnostics: Vec::new(),
+        code_end: 0,
     };
+    let (start, front_matter) = body_start(source);
+    if let Some((range, yaml)) = front_matter {
+        state.front_matter(range, &yaml);
+    }
     // Each open element's most recent child, to attach output blocks only
     // to a cell that is their previous sibling.
     let mut stack: Vec<Last> = vec![Last::Other];
-    let mut metadata: Option<(Range<usize>, String)> = None;
-    let mut code: Option<(Range<usize>, String, Last)> = None;
-    for (event, range) in Parser::new_ext(&source[base..], options()).into_offset_iter() {
-        let range = range.start + base..range.end + base;
+    let mut code: Option<(Range<usize>, String, String, Last)> = None;
+    let mut footnotes = 0;
+    let mut html: Option<usize> = None;
+    for (event, range) in Parser::new_ext(&source[start..], options()).into_offset_iter() {
+        let range = range.start + start..range.end + start;
         match event {
             Event::Start(tag) => {
                 let top = stack.last_mut().expect("root frame");
                 let previous = std::mem::replace(top, Last::Other);
                 match tag {
-                    Tag::MetadataBlock(_) => metadata = Some((range, String::new())),
-                    Tag::CodeBlock(CodeBlockKind::Fenced(_)) => {
-                        code = Some((range, String::new(), previous))
+                    Tag::CodeBlock(CodeBlockKind::Fenced(info)) => {
+                        code = Some((range, info.to_string(), String::new(), previous))
                     }
+                    Tag::FootnoteDefinition(_) => footnotes += 1,
+                    Tag::HtmlBlock => html = Some(range.start),
                     _ => {}
                 }
                 stack.push(Last::Other);
@@ -107,25 +166,34 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
             Event::End(end) => {
                 stack.pop();
                 let last = match end {
-                    TagEnd::MetadataBlock(_) => {
-                        if let Some((range, yaml)) = metadata.take() {
-                            state.front_matter(range, &yaml);
+                    TagEnd::CodeBlock => match code.take() {
+                        Some((range, info, body, previous)) => {
+                            let context = Context {
+                                info,
+                                previous,
+                                in_footnote: footnotes > 0,
+                            };
+                            state.fenced_block(range, body, context)
+                        }
+                        None => Last::Other,
+                    },
+                    TagEnd::FootnoteDefinition => {
+                        footnotes -= 1;
+                        Last::Other
+                    }
+                    TagEnd::HtmlBlock => {
+                        if let Some(start) = html.take() {
+                            state.html_block(start..range.end);
                         }
                         Last::Other
                     }
-                    TagEnd::CodeBlock => match code.take() {
-                        Some((range, body, previous)) => state.fenced_block(range, body, previous),
-                        None => Last::Other,
-                    },
                     _ => Last::Other,
                 };
                 *stack.last_mut().expect("root frame") = last;
             }
             Event::Text(text) => {
-                if let Some((_, body, _)) = code.as_mut() {
+                if let Some((_, _, body, _)) = code.as_mut() {
                     body.push_str(&text);
-                } else if let Some((_, yaml)) = metadata.as_mut() {
-                    yaml.push_str(&text);
                 } else {
                     *stack.last_mut().expect("root frame") = Last::Other;
                 }
@@ -138,6 +206,17 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     } else {
         Ok(state.runbook)
     }
+}
+
+/// What the parser knows about a fenced block beyond its bytes.
+struct Context {
+    /// The info string as a renderer reads it: escapes and character
+    /// references resolved.
+    info: String,
+    /// The block's previous sibling.
+    previous: Last,
+    /// Whether the block stands in a footnote definition.
+    in_footnote: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +232,8 @@ struct State<'a> {
     shell: Interpreter,
     ids: HashMap<String, usize>,
     diagnostics: Vec<Diagnostic>,
+    /// Where the last fenced block read ends.
+    code_end: usize,
 }
 
 /// The facts about a fence's lines the classifier needs.
@@ -204,13 +285,7 @@ impl State<'_> {
     }
 
     fn error_at_line(&mut self, line: usize, message: String, help: Option<String>) {
-        let start = self
-            .source
-            .split_inclusive('\n')
-            .take(line - 1)
-            .map(str::len)
-            .sum::<usize>();
-        let start = start.min(self.source.len());
+        let start = self.index.offset_of_line(line).min(self.source.len());
         let end = line_end(self.source, start);
         // The caret goes on the line's first token (a YAML key), not on its
         // indent: `parms` in `  parms:`.
@@ -234,7 +309,7 @@ impl State<'_> {
         let last_line = self.index.line_start(range.end.saturating_sub(1).max(open));
         let mut closing_line = None;
         let mut prefix_end = last_line;
-        if last_line > open && !src[..range.end].ends_with('\n') {
+        if last_line > open && !src[..range.end].ends_with(['\n', '\r']) {
             let line = &src[last_line..line_end(src, last_line)];
             let fence_at = line.len() - line.trim_start_matches([' ', '\t', '>']).len();
             let fence = &line[fence_at..];
@@ -262,25 +337,278 @@ impl State<'_> {
             open,
             info,
             closing_line,
-            prefix: src[last_line..prefix_end].to_string(),
+            prefix: expand_tabs(&src[last_line..prefix_end]),
             insert_at: line_end(src, last_line),
         }
     }
 
-    fn fenced_block(&mut self, range: Range<usize>, body: String, previous: Last) -> Last {
-        let body = body.replace("\r\n", "\n");
+    /// Where pulldown-cmark and CommonMark renderers read a fenced block's
+    /// tabs differently, why. A closing fence followed by a tab closes the
+    /// block for CommonMark but not for pulldown-cmark, which then runs
+    /// on; and a tab in the indentation of a block in a list, a
+    /// blockquote or an indent is expanded differently by each (what the
+    /// block holds, or whether it goes on, then depends on the reader).
+    /// Fences at the left margin keep their tabs as code: nothing to read.
+    fn tab_ambiguity(
+        &self,
+        range: &Range<usize>,
+        fence: &Fence,
+        body: &str,
+    ) -> Option<&'static str> {
+        let src = self.source;
+        let fence_char = char::from(src.as_bytes()[fence.open]);
+        let fence_len =
+            src[fence.open..].len() - src[fence.open..].trim_start_matches(fence_char).len();
+        let closes_with_tab = body.lines().any(|line| {
+            let unindented = line.trim_start_matches(' ');
+            let rest = unindented.trim_start_matches(fence_char);
+            line.len() - unindented.len() <= 3
+                && unindented.len() - rest.len() >= fence_len
+                && rest.contains('\t')
+                && rest.trim_matches([' ', '\t']).is_empty()
+        });
+        if closes_with_tab {
+            return Some("a line in this fence's block is a closing fence followed by a tab: CommonMark renderers end the block there, the Markdown parser runbook uses does not");
+        }
+        let first_line = self.index.line_start(fence.open);
+        let opening_prefix = &src[first_line..fence.open];
+        if opening_prefix.contains('\t') {
+            return Some(TABS_IN_CONTAINERS);
+        }
+        // Its other lines: a tab that starts left of where the fence stands
+        // is (partly) taken by the containers or the fence's indent.
+        let width = opening_prefix.chars().count();
+        let first = self.index.line(fence.open);
+        let last = self.index.line(range.end.saturating_sub(1).max(fence.open));
+        let lines = self.index.line(src.len());
+        // The line after an unclosed block too: whether it goes on depends on
+        // how that line's indent is read.
+        let after = usize::from(fence.closing_line.is_none());
+        let tabbed = (first + 1..=(last + after).min(lines)).any(|line| {
+            let start = self.index.offset_of_line(line);
+            src[start..line_end(src, start)]
+                .chars()
+                .take(width)
+                .any(|c| c == '\t')
+        });
+        tabbed.then_some(TABS_IN_CONTAINERS)
+    }
+
+    /// Whether the lines right above a fence (up to a blank line or the
+    /// code block before) hold an
+    /// HTML line and a blockquote or list: CommonMark 0.31 and
+    /// pulldown-cmark continue the paragraph above with the HTML line
+    /// lazily, cmark-gfm starts an HTML block there that runs to the next
+    /// blank line and takes the fence in.
+    fn after_lazy_html(&self, open: usize) -> bool {
+        let src = self.source;
+        let first = self.index.line(open);
+        let opening_prefix = &src[self.index.line_start(open)..open];
+        let mut html = false;
+        let mut container = !opening_prefix.trim().is_empty();
+        for line in (1..first).rev() {
+            let start = self.index.offset_of_line(line);
+            if start < self.code_end {
+                break;
+            }
+            let text = &src[start..line_end(src, start)];
+            if text.trim_matches([' ', '\t', '>']).is_empty() {
+                break;
+            }
+            let unindented = text.trim_start_matches([' ', '\t']);
+            html |= unindented
+                .trim_start_matches([' ', '\t', '>'])
+                .starts_with('<');
+            container |= unindented.starts_with('>') || starts_list_item(unindented);
+        }
+        html && container
+    }
+
+    /// Where the first blank line at or after `offset` starts (the end of
+    /// the text when none follows).
+    fn blank_line_after(&self, offset: usize) -> usize {
+        let src = self.source;
+        let mut start = self.index.line_start(offset.min(src.len()));
+        while start < src.len() {
+            let end = line_end(src, start);
+            if start >= offset && src[start..end].trim_matches([' ', '\t', '>']).is_empty() {
+                return start;
+            }
+            start = crate::lines::next_line_start(src, start);
+        }
+        src.len()
+    }
+
+    /// HTML blocks whose extent renderers disagree on, refused when a
+    /// fence is at stake, since the reader's renderer decides whether it
+    /// is code:
+    /// - `<textarea>` and `<search>` start a block that ends at their
+    ///   closing tag in CommonMark 0.31 (and pulldown-cmark); before 0.31
+    ///   (GitHub's renderer) one that ends at the next blank line, or none,
+    ///   when a paragraph is open;
+    /// - an HTML line right above the block (see the comment below);
+    /// - `<pre>`, `<script>`, `<style>` blocks closed by another of their
+    ///   end tags.
+    fn html_block(&mut self, range: Range<usize>) {
+        let text = &self.source[range.clone()];
+        let first = text.lines().next().unwrap_or("");
+        let tag = first
+            .trim_start_matches([' ', '\t', '>'])
+            .trim_start_matches(|c: char| c.is_ascii_digit() || "-*+.) ".contains(c))
+            .to_ascii_lowercase();
+        let version_dependent = ["<textarea", "<search"].iter().any(|name| {
+            tag.strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '>', '/']))
+        });
+        let holds_a_fence = text.contains("```") || text.contains("~~~");
+        let end = line_end(self.source, range.start);
+        // Before 0.31 these tags cannot interrupt a paragraph, which then
+        // runs on to the next blank line: a fence in that stretch is read
+        // one way or the other.
+        // An HTML line in it may start a block of its own that runs past
+        // blank lines (`<?php`, `<!--`): then everything after is at stake.
+        let mut stretch = &self.source[range.start..self.blank_line_after(range.end)];
+        if stretch
+            .lines()
+            .skip(1)
+            .any(|line| line.trim_start_matches([' ', '\t', '>']).starts_with('<'))
+        {
+            stretch = &self.source[range.start..];
+        }
+        if version_dependent && (stretch.contains("```") || stretch.contains("~~~")) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this HTML block hides a fence that renderers before CommonMark 0.31 (GitHub's among them) show as code",
+                    range.start..end,
+                )
+                .help("put a blank line after the HTML, or close it before the code block"),
+            );
+            return;
+        }
+        // An HTML line right above: whether it continues a paragraph
+        // lazily (CommonMark 0.31, commonmark.js, pulldown-cmark) or starts
+        // an HTML block of its own that ends at the next blank line
+        // (cmark-gfm, after a blockquote or list) decides whether this
+        // block hides the fence.
+        let line = self.index.line(range.start);
+        if holds_a_fence && line > 1 {
+            let above = self.index.offset_of_line(line - 1);
+            let above = &self.source[above..line_end(self.source, above)];
+            if above.trim_start_matches([' ', '\t', '>']).starts_with('<') {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "this HTML block hides a fence for some CommonMark renderers and not for others, as they read the HTML line above it differently",
+                        range.start..end,
+                    )
+                    .help("put a blank line between the HTML lines and the code block"),
+                );
+                return;
+            }
+        }
+        // A `<pre>`, `<script>`, `<style>` or `<textarea>` block ends, for
+        // CommonMark, at the first line holding any of their end tags, in
+        // any case; pulldown-cmark waits for the start tag's own end tag,
+        // as written, and reads on.
+        let starts_raw = ["<pre", "<script", "<style", "<textarea"]
+            .iter()
+            .any(|name| {
+                tag.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '>']))
+            });
+        let mut lines: Vec<String> = text.lines().map(str::to_ascii_lowercase).collect();
+        lines.pop();
+        let ends_earlier = lines.iter().any(|line| {
+            ["</pre>", "</script>", "</style>", "</textarea>"]
+                .iter()
+                .any(|end| line.contains(end))
+        });
+        if starts_raw && ends_earlier && holds_a_fence {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this HTML block ends earlier for CommonMark renderers than for the Markdown parser runbook uses, and a fence follows that end",
+                    range.start..end,
+                )
+                .help("close the HTML element with its own end tag, as written in its start tag"),
+            );
+        }
+    }
+
+    fn fenced_block(&mut self, range: Range<usize>, body: String, context: Context) -> Last {
+        let last = self.read_fenced_block(range.clone(), body, context);
+        self.code_end = range.end;
+        last
+    }
+
+    fn read_fenced_block(&mut self, range: Range<usize>, body: String, context: Context) -> Last {
+        let previous = context.previous;
+        // CommonMark shows U+0000 as U+FFFD; so does the body that runs.
+        let body = normalize_line_endings(&body).replace('\0', "\u{fffd}");
         let fence = self.fence(&range, &body);
         let raw_info = &self.source[fence.info.clone()];
-        let word = raw_info
-            .trim_start()
-            .split(|c: char| c.is_whitespace() || c == '{')
-            .next()
-            .unwrap_or("");
+        let word = language(raw_info);
         let executable = interpreter_for(word, self.shell).is_some();
         let parsed = parse_info(raw_info);
         let is_file_cell = matches!(&parsed, Ok(info) if info.get("file").is_some() && !executable);
         let is_output = word == "output";
         let runs = executable || is_file_cell;
+
+        // A renderer resolves escapes and character references in the info
+        // string (`b&#97;sh` shows as a bash block): runbook reads the info
+        // string as written, so one that reads otherwise is refused when
+        // either reading could make the block a cell or an output block.
+        let shown = context.info.trim_matches(is_markdown_space);
+        if shown != raw_info.trim_matches(is_markdown_space) {
+            let shown_word = language(shown);
+            let matters = |word: &str, info: &str| {
+                interpreter_for(word, self.shell).is_some()
+                    || word == "output"
+                    || info.contains("file=")
+            };
+            if matters(word, raw_info) || matters(shown_word, shown) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "this fence's info string is written with escapes or character references, and shows as `{shown}`"
+                        ),
+                        fence.info.clone(),
+                    )
+                    .help("write the language and attributes plainly, as they should show"),
+                );
+            }
+            return Last::Other;
+        }
+
+        if let Some(message) = self.tab_ambiguity(&range, &fence, &body) {
+            if runs || is_output || swallows_a_fence(&body) {
+                self.diagnostics
+                    .push(Diagnostic::error(message, fence.open..fence.info.end).help(
+                        "indent with spaces, and end the closing fence's line without a tab",
+                    ));
+                return Last::Other;
+            }
+        }
+
+        if (runs || is_output) && self.after_lazy_html(fence.open) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this fence follows an HTML line in a blockquote or list without a blank line between: some CommonMark renderers show the block as code, others as part of the HTML",
+                    fence.open..fence.info.end,
+                )
+                .help("put a blank line before the code block"),
+            );
+            return Last::Other;
+        }
+
+        if context.in_footnote && (runs || is_output) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "this fence stands in a footnote definition, which a renderer shows at the end of the page, or not at all when nothing refers to it",
+                    fence.open..fence.info.end,
+                )
+                .help("move the block out of the footnote"),
+            );
+            return Last::Other;
+        }
 
         if fence.closing_line.is_none() {
             let at_eof = range.end >= self.source.len();
@@ -680,6 +1008,36 @@ pub fn is_variable_name(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// Whether a line starts with a list marker: `-`, `*`, `+`, or up to nine
+/// digits and `.` or `)`, then a space, a tab or the line's end.
+fn starts_list_item(line: &str) -> bool {
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let rest = if digits > 0 && digits <= 9 {
+        line[digits..].strip_prefix(['.', ')'])
+    } else {
+        line.strip_prefix(['-', '*', '+'])
+    };
+    rest.is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+/// A closing fence's prefix with its tabs as the spaces they stand for
+/// (tab stops of 4, as CommonMark reads indentation), so the lines written
+/// behind it are indented alike whatever reads them.
+fn expand_tabs(prefix: &str) -> String {
+    let mut expanded = String::new();
+    for c in prefix.chars() {
+        if c == '\t' {
+            let width = 4 - expanded.chars().count() % 4;
+            expanded.push_str(&" ".repeat(width));
+        } else {
+            expanded.push(c);
+        }
+    }
+    expanded
+}
+
+const TABS_IN_CONTAINERS: &str = "this fence stands in a list, a blockquote or an indent, and tabs indent its lines, which CommonMark renderers and the Markdown parser runbook uses expand differently";
 
 /// Whether an unclosed block's content holds something that looks like a
 /// fence, i.e. the missing close hides blocks that follow.

@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use crate::document::{Cell, Runbook};
+use crate::lines::{line_end, next_line_start, normalize_line_endings};
 
 /// What a cell's output block should hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,13 +86,16 @@ fn splice(
 /// to check the new code did not change the document's structure.
 pub fn replace_body(source: &str, runbook: &Runbook, cell: usize, body: &str) -> Option<String> {
     let cell = &runbook.cells[cell];
-    let opening_end = cell.span.start + source[cell.span.start..].find('\n')? + 1;
-    let closing_start = source[..cell.insert_at].rfind('\n')? + 1;
+    let opening_end = next_line_start(source, cell.span.start);
+    if opening_end == line_end(source, cell.span.start) {
+        return None;
+    }
+    let closing_start = source[..cell.insert_at].rfind(['\n', '\r'])? + 1;
     if closing_start < opening_end {
         return None;
     }
     let newline = runbook.newline;
-    let body = body.replace("\r\n", "\n");
+    let body = normalize_line_endings(body);
     let body = body.strip_suffix('\n').unwrap_or(&body);
     let mut text = String::new();
     if !body.is_empty() {
