@@ -499,8 +499,23 @@ fn an_exported_notebook_never_holds_a_secrets_value() {
     let test = Test::new();
     test.write(
         "doc.md",
-        "---\nrunbook:\n  params:\n    PLAIN: visible\n    FROM_ENV: \"e-{{ env.CALLER_TOKEN }}\"\n    API_KEY: param-default-key\n    FROM_SECRET: \"s-{{ API_KEY }}\"\n    LATER: \"{{ FROM_ENV }}-later\"\n  secrets: [API_KEY, PASSWORD]\n---\n# Secrets\n\n```bash {#show}\necho \"password is $PASSWORD\"\n```\n",
+        "---\nrunbook:\n  params:\n    PLAIN: visible\n    FROM_ENV: \"e-{{ env.CALLER_TOKEN }}\"\n    API_KEY: param-default-key\n    LATER: \"{{ FROM_ENV }}-later\"\n  secrets: [API_KEY, PASSWORD]\n---\n# Secrets\n\n```bash {#show}\necho \"password is $PASSWORD\"\n```\n",
     );
+    // A param built from a secret is refused before anything runs, and its
+    // value reaches no export either.
+    test.write(
+        "derived.md",
+        "---\nrunbook:\n  params:\n    API_KEY: param-default-key\n    FROM_SECRET: \"s-{{ API_KEY }}\"\n  secrets: [API_KEY]\n---\n```bash\necho \"$FROM_SECRET\"\n```\n",
+    );
+    test.run(&["run", "derived.md"]).code(2);
+    for format in ["ipynb", "dib"] {
+        let run = test.run(&["export", "derived.md", "--to", format]);
+        assert!(
+            !run.stdout.contains("s-param-default-key"),
+            "{format} holds a secret\n{}",
+            run.stdout
+        );
+    }
     let env = [
         ("CALLER_TOKEN", "caller-token-value"),
         ("PASSWORD", "password-value"),
@@ -547,7 +562,11 @@ fn an_exported_notebook_never_holds_a_secrets_value() {
         .run_env(&["export", "doc.md", "--to", "ipynb"], &env)
         .code(0);
     let notebook: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let parameters: String = notebook["cells"][0]["source"]
+    let cells = notebook["cells"].as_array().unwrap();
+    let parameters: String = cells
+        .iter()
+        .find(|cell| cell["id"] == "runbook-parameters")
+        .expect("a parameters cell")["source"]
         .as_array()
         .unwrap()
         .iter()
@@ -555,6 +574,6 @@ fn an_exported_notebook_never_holds_a_secrets_value() {
         .collect();
     assert_eq!(
         parameters,
-        "export PLAIN=visible\n# FROM_ENV: from the kernel's environment\n# API_KEY: from the kernel's environment\n# FROM_SECRET: from the kernel's environment\n# LATER: from the kernel's environment"
+        "export PLAIN=visible\n# FROM_ENV: from the kernel's environment\n# API_KEY: from the kernel's environment\n# LATER: from the kernel's environment"
     );
 }
