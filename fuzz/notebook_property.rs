@@ -1,8 +1,9 @@
 // The property of the `notebook` fuzz target, shared word for word with
 // its bounded twin in `tests/hostile_notebooks.rs` (both `include!` it):
 // for any notebook, what its import runs is exactly the visible source of
-// its code cells, in order, with no attribute, no front matter and no file
-// cell; the images it writes stay in the runbook's folder.
+// its code cells, in order, with no attribute, no file cell, nothing
+// rendered as a template, and no front matter but `templates: false`; the
+// images it writes stay in the runbook's folder.
 
 /// A notebook from fuzzer text: a notebook (JSON), or, to reach deeper,
 /// cells separated by NUL bytes: a first character `m` makes a markdown
@@ -65,7 +66,11 @@ pub fn check(notebook: &serde_json::Value) -> Result<(), String> {
     };
     let doc = &read.markdown;
     let runbook = runbook::parser::parse(doc).map_err(|d| format!("{d:?}\n{doc}"))?;
-    if runbook.front_matter.is_some() {
+    let verbatim = runbook::frontmatter::Settings {
+        verbatim: true,
+        ..Default::default()
+    };
+    if runbook.front_matter.is_some() && runbook.settings != verbatim {
         return Err(format!("front matter from a notebook:\n{doc}"));
     }
     let visible = visible(notebook);
@@ -76,6 +81,9 @@ pub fn check(notebook: &serde_json::Value) -> Result<(), String> {
         }
         if cell.options != Default::default() {
             return Err(format!("an attribute from a notebook:\n{doc}"));
+        }
+        if runbook::template::has_template(cell.template_text()) {
+            return Err(format!("a cell rendered as a template:\n{doc}"));
         }
         let body = cell.body.strip_suffix('\n').unwrap_or(&cell.body);
         // The next visible code cell it can be: its source, or its source

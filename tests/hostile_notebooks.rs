@@ -14,7 +14,7 @@ use crate::support::Test;
 fn executed(markdown: &str) -> Vec<(String, String)> {
     let runbook = parse(markdown).unwrap_or_else(|d| panic!("{d:?}\n{markdown}"));
     assert!(
-        runbook.front_matter.is_none(),
+        runbook.front_matter.is_none() || runbook.settings.verbatim,
         "a notebook made front matter:\n{markdown}"
     );
     runbook
@@ -29,6 +29,10 @@ fn executed(markdown: &str) -> Vec<(String, String)> {
                 cell.options,
                 Default::default(),
                 "a notebook set an attribute:\n{markdown}"
+            );
+            assert!(
+                !runbook::template::has_template(cell.template_text()),
+                "a notebook's cell is rendered as a template:\n{markdown}"
             );
             (cell.lang.clone(), cell.body.clone())
         })
@@ -410,6 +414,9 @@ fn source() -> impl Strategy<Value = String> {
             Just("#!".to_string()),
             Just("{skip}".to_string()),
             Just("runbook:".to_string()),
+            Just("{{".to_string()),
+            Just("}}".to_string()),
+            Just("{% set x = 1 %}".to_string()),
             "[a-z0-9]{1,3}",
         ],
         0..10,
@@ -509,19 +516,36 @@ proptest! {
 }
 
 #[test]
-fn code_that_runbook_would_render_as_a_template_is_said() {
+fn code_that_looks_like_a_template_runs_exactly_as_shown() {
     let test = Test::new();
-    let text = notebook(bash(), json!([cell("echo ok"), cell("echo \"{{ 7*7 }}\"")]));
+    let shown = [
+        "echo ok",
+        "echo \"{{ 7*7 }}\"",
+        "printf '%s\\n' '{{.ID}}' '{% if x %}'",
+    ];
+    let text = notebook(bash(), json!(shown.map(cell)));
     test.write("t.ipynb", &text);
     let run = test.run(&["run", "t.ipynb", "--dry-run"]).code(0);
     assert!(
-        run.stderr.contains(
-            "t.ipynb: cell 2: its code holds `{{` or `{%`, which runbook renders as a template"
-        ),
+        run.stderr
+            .contains("t.ipynb: cell 2: its code holds `{{` or `{%`; it runs as written"),
         "{}",
         run.stderr
     );
     assert!(!run.stderr.contains("cell 1:"), "{}", run.stderr);
+    assert!(!run.stdout.contains("49"), "{}", run.stdout);
+    test.run(&["run", "t.ipynb"]).code(0);
+    let recorded = test.read("t.ipynb.md");
+    assert!(recorded.contains("```output\n{{ 7*7 }}\n```"), "{recorded}");
+    assert!(
+        recorded.contains("```output\n{{.ID}}\n{% if x %}\n```"),
+        "{recorded}"
+    );
+    // A .dib the same way, where `#!set` magics make front matter too.
+    let dib = "#!set --name NAME --value @input:\"name\"\n\n#!bash\n\necho \"{{ NAME }}\"\n";
+    test.write("t.dib", dib);
+    let (markdown, _) = import(&test, "t.dib", dib);
+    assert_eq!(executed(&markdown), [code("bash", "echo \"{{ NAME }}\"")]);
 }
 
 /// A `.dib` file: cells under `#!kernel` lines, maybe after a `#!meta`
@@ -572,7 +596,7 @@ proptest! {
         let runbook = parse(&read.markdown);
         prop_assert!(runbook.is_ok(), "{}", read.markdown);
         let runbook = runbook.unwrap();
-        prop_assert!(runbook.front_matter.is_none(), "{}", read.markdown);
+        prop_assert!(runbook.front_matter.is_none() || runbook.settings.verbatim, "{}", read.markdown);
         // As an editor shows it: a lone `\r` is a line break too.
         let (_, cells) = runbook::notebook::parse_dib(&text.replace("\r\n", "\n").replace('\r', "\n"));
         let visible: Vec<String> = cells
@@ -584,6 +608,7 @@ proptest! {
         for cell in &runbook.cells {
             prop_assert!(matches!(cell.kind, CellKind::Code { .. }), "{}", read.markdown);
             prop_assert_eq!(&cell.options, &Default::default(), "{}", read.markdown);
+            prop_assert!(!runbook::template::has_template(cell.template_text()), "{}", read.markdown);
             let body = cell.body.strip_suffix('\n').unwrap_or(&cell.body);
             let found = visible[at..].iter().position(|v| v == body);
             prop_assert!(found.is_some(), "{:?} is not a visible cell after {}:\n{}\n{}", body, at, read.markdown, text);
@@ -621,4 +646,15 @@ fn import_never_writes_through_a_link_leaving_the_folder() {
     }
     assert_eq!(test.read("victim.md"), "victim");
     assert!(!test.dir.path().parent().unwrap().join("nowhere").exists());
+}
+
+#[test]
+fn prose_cells_cannot_close_as_front_matter_together() {
+    let test = Test::new();
+    let dib = "\n#!markdown\n\n---\n#!\n\n#!markdown\n\n---\n\n#!bash\n\necho hi\n";
+    let (markdown, _) = import(&test, "fm.dib", dib);
+    assert_eq!(executed(&markdown), [code("bash", "echo hi")]);
+    let text = notebook(bash(), json!([md("---\nx: 1"), md("---"), cell("echo hi")]));
+    let (markdown, _) = import(&test, "fm.ipynb", &text);
+    assert_eq!(executed(&markdown), [code("bash", "echo hi")]);
 }

@@ -460,3 +460,29 @@ fn a_cells_timeout_covers_its_rendering() {
     );
     assert!(test.read("doc.md").contains("```output {exit=124}"));
 }
+
+#[test]
+fn templates_false_runs_braces_exactly_as_written() {
+    let test = Test::new();
+    test.write(
+        "go.md",
+        "---\nrunbook:\n  templates: false\n  params:\n    NAME: x\n---\n```bash\nprintf '%s\\n' '{{.ID}}' '{{ NAME }}' '{% if x %}' \"{{ lookup('env', 'HOME') }}\"\n```\n\n```yaml {file=out.txt}\n{{ NAME }}\n```\n",
+    );
+    test.run(&["check", "go.md"]).code(0);
+    let dry = test.run(&["run", "go.md", "--dry-run"]).code(0);
+    assert!(dry.stdout.contains("'{{ NAME }}'"), "{}", dry.stdout);
+    test.run(&["run", "go.md"]).code(0);
+    assert!(
+        test.read("go.md").contains(
+            "```output\n{{.ID}}\n{{ NAME }}\n{% if x %}\n{{ lookup('env', 'HOME') }}\n```"
+        ),
+        "{}",
+        test.read("go.md")
+    );
+    assert_eq!(test.read("out.txt"), "{{ NAME }}\n");
+    // The same document with templates on renders, and a Go template in
+    // it is a template error.
+    let on = test.read("go.md").replace("  templates: false\n", "");
+    test.write("on.md", &on);
+    test.run(&["check", "on.md"]).code(1);
+}

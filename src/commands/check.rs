@@ -22,7 +22,7 @@ use crate::document::Interpreter;
 use crate::error::Error;
 use crate::lines::LineIndex;
 use crate::loader::{load, Loaded};
-use crate::template::{environment, render, shell_references, Target};
+use crate::run::template::{environment, render_cell, shell_references};
 use crate::tools::find_on_path;
 use crate::vars::{initial, Overrides};
 
@@ -269,7 +269,7 @@ fn refused_templates(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnosti
     let index = LineIndex::new(&loaded.source);
     let mut diagnostics = Vec::new();
     for cell in loaded.runbook.cells.iter().filter(|c| !c.options.skip) {
-        let Err(error) = render(&env, &cell.body, &values, Target::of(cell)) else {
+        let Err(error) = render_cell(&env, cell, &values) else {
             continue;
         };
         if error.secret.is_none() && !error.budget {
@@ -300,7 +300,7 @@ fn rendered_shell_cells<'a>(
         .filter_map(|cell| {
             let interpreter = cell.interpreter().filter(|i| i.is_posix_shell())?;
             find_on_path(interpreter.program(), None)?;
-            let script = render(&env, &cell.body, &values, Target::Shell).ok()?;
+            let script = render_cell(&env, cell, &values).ok()?;
             Some((cell, interpreter, script))
         })
         .collect()

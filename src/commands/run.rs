@@ -22,9 +22,9 @@ use crate::lock::{self, Lock, LockError};
 use crate::output::Limits;
 use crate::preflight::{missing_for_partial_run, preflight};
 use crate::recorder::Recorder;
+use crate::run::template::{environment, render_cell};
 use crate::selection::{select, Selection};
 use crate::state::{self, State, Tracker};
-use crate::template::{environment, render, Target};
 use crate::terminal::Terminal;
 use crate::vars::{initial, parse_assignment, read_params_file, Overrides, Vars};
 
@@ -649,7 +649,7 @@ pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
             loaded.display(),
             cell.line
         ));
-        let rendered = render(&env, &cell.body, &values, Target::of(cell))
+        let rendered = render_cell(&env, cell, &values)
             .unwrap_or_else(|e| format!("<template error: {}>\n", e.message));
         out.push_str(&masker.mask(&rendered));
         if !rendered.ends_with('\n') {

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::events::Status;
 use crate::loader::Loaded;
+use crate::run::template::{environment, render_cell};
 use crate::state::{hash, State};
-use crate::template::{environment, render, Target};
 use crate::vars::{initial, Overrides, Vars};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn rows_with(loaded: &Loaded, state: &State, vars: &Vars) -> Vec<Row> {
         .iter()
         .map(|cell| {
             let record = state.cells.get(&cell.name());
-            let rendered = render(&env, &cell.body, &values, Target::of(cell))
+            let rendered = render_cell(&env, cell, &values)
                 .ok()
                 .map(|r| masker.mask(&r));
             Row {

@@ -19,6 +19,9 @@ pub struct Settings {
     pub replay: Option<String>,
     /// Tools answered from fixtures (default `az`, `kubectl`, `helm`).
     pub intercept: Option<Vec<String>>,
+    /// `templates: false`: cells and file cells run and are written
+    /// exactly as written, `{{ }}` and `{% %}` included.
+    pub verbatim: bool,
 }
 
 /// A rule applied to outputs before they are recorded or compared.
@@ -49,6 +52,7 @@ struct RawSettings {
     redact: Vec<Redaction>,
     replay: Option<String>,
     intercept: Option<Vec<String>>,
+    templates: Option<bool>,
 }
 
 /// A problem in the front matter; `line` is 1-based within the YAML text.
@@ -141,6 +145,7 @@ pub fn parse_settings(yaml: &str) -> Result<Settings, FrontMatterError> {
         redact: raw.redact,
         replay: raw.replay,
         intercept: raw.intercept,
+        verbatim: raw.templates == Some(false),
     })
 }
 

@@ -180,6 +180,9 @@ pub struct Cell {
     pub options: CellOptions,
     /// The code, container prefixes removed, `\n` line ends.
     pub body: String,
+    /// Whether the body is a template (`false` under the front matter's
+    /// `templates: false`: it runs exactly as written).
+    pub templated: bool,
     /// Line of the opening fence.
     pub line: usize,
     /// The whole fenced block, from the opening fence's first character.
@@ -195,6 +198,16 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// What the template engine reads of the cell: its body, or nothing
+    /// when the cell runs exactly as written.
+    pub fn template_text(&self) -> &str {
+        if self.templated {
+            &self.body
+        } else {
+            ""
+        }
+    }
+
     /// The name users address the cell by: its id, or its number.
     pub fn name(&self) -> String {
         self.id.clone().unwrap_or_else(|| self.number.to_string())

@@ -883,6 +883,7 @@ impl State<'_> {
             kind,
             options,
             body,
+            templated: !self.runbook.settings.verbatim,
             line: self.index.line(fence.open),
             span: fence.open..fence.insert_at,
             info_span: fence.info,

@@ -101,7 +101,7 @@ fn visible_cells(
                 };
                 if interpreter_of(&lang).is_some() && crate::template::has_template(&source) {
                     notes.push(format!(
-                        "cell {number}: its code holds `{{{{` or `{{%`, which runbook renders as a template before it runs"
+                        "cell {number}: its code holds `{{{{` or `{{%`; it runs as written, since the runbook says `templates: false`"
                     ));
                 }
                 imported.push((
@@ -634,9 +634,13 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
             format!("line {line}: `{magic}` has no meaning in a runbook; it stays in its cell")
         }));
         let mut markdown = String::new();
-        let front = !import.params.is_empty() || !import.secrets.is_empty();
+        let verbatim = holds_templates(&import.cells);
+        let front = !import.params.is_empty() || !import.secrets.is_empty() || verbatim;
         if front {
             markdown.push_str("---\nrunbook:\n");
+            if verbatim {
+                markdown.push_str(VERBATIM);
+            }
             if !import.params.is_empty() {
                 markdown.push_str("  params:\n");
                 for (name, prompt) in &import.params {
@@ -677,8 +681,13 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
             .into_iter()
             .map(|(_, cell)| cell)
             .collect();
-        let (markdown, files) = to_markdown_with_images(&cells, stem);
-        (markdown, runs_of(&cells), files, false)
+        let (body, files) = to_markdown_with_images(&cells, stem);
+        let verbatim = holds_templates(&cells);
+        let markdown = match verbatim {
+            true => format!("---\nrunbook:\n{VERBATIM}---\n{body}"),
+            false => body,
+        };
+        (markdown, runs_of(&cells), files, verbatim)
     };
     if let Some(why) = differs(&fresh, &expected, front) {
         return Err(format!("cannot be read safely as a runbook: {why}"));
@@ -687,6 +696,21 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
         markdown: fresh,
         notes,
         files,
+    })
+}
+
+/// The front matter line that makes cells run exactly as written.
+const VERBATIM: &str = "  templates: false\n";
+
+/// Whether a code cell of a notebook holds what runbook would otherwise
+/// render as a template: a notebook runs its code as shown, so its
+/// runbook turns templates off.
+fn holds_templates(cells: &[Imported]) -> bool {
+    cells.iter().any(|cell| match cell {
+        Imported::Code { lang, source, .. } => {
+            interpreter_of(lang).is_some() && crate::template::has_template(source)
+        }
+        Imported::Markdown(_) => false,
     })
 }
 
@@ -715,7 +739,7 @@ pub fn to_markdown_with_images(cells: &[Imported], stem: &str) -> (String, Files
             Imported::Markdown(text) => {
                 let text = text.trim_end_matches(['\n', '\r']);
                 if !text.trim().is_empty() {
-                    parts.push(prose_block(text));
+                    parts.push(prose_block(text, parts.is_empty()));
                 }
             }
             Imported::Code {

@@ -34,9 +34,12 @@ pub fn line_breaks(text: &str) -> String {
 }
 
 /// A markdown cell as prose that holds no cell and ends where it ends.
-pub fn prose_block(markdown: &str) -> String {
+/// Prose that opens the document (`first`) and starts with `---` is a
+/// text block too: with prose after it, it could close as front matter.
+pub fn prose_block(markdown: &str, first: bool) -> String {
     let prose = as_prose(markdown);
-    if stands_alone(&prose) {
+    let opens_front_matter = first && prose.trim_start_matches('\u{feff}').starts_with("---");
+    if stands_alone(&prose) && !opens_front_matter {
         prose
     } else {
         as_text_block(markdown)
@@ -75,7 +78,9 @@ pub fn interpreter_of(lang: &str) -> Option<Interpreter> {
 
 /// Why `markdown` does not run exactly `expected`, if it does not: the
 /// cells that run are the visible code cells, in order, none with a
-/// working directory outside the folder, and nothing else runs.
+/// working directory outside the folder, and nothing else runs. A cell
+/// is rendered as a template only under front matter the notebook shows
+/// (`head_allowed`), which says the document is a runbook.
 pub fn differs(markdown: &str, expected: &Runs, head_allowed: bool) -> Option<String> {
     let runbook = match crate::parser::parse(markdown) {
         Ok(runbook) => runbook,
@@ -104,6 +109,12 @@ pub fn differs(markdown: &str, expected: &Runs, head_allowed: bool) -> Option<St
         if !hidden_options_harmless(&cell.options) {
             return Some(format!(
                 "cell {} has options that change where, how long or with what environment code runs",
+                cell.name()
+            ));
+        }
+        if !head_allowed && crate::run::template::has_template(cell.template_text()) {
+            return Some(format!(
+                "cell {} would be rendered as a template, which the notebook does not say",
                 cell.name()
             ));
         }
@@ -260,7 +271,7 @@ pub fn kept_prose(raw: Option<String>, shown: &str, cell: &str, notes: &mut Vec<
     }
     Edited::Prose {
         kept: None,
-        text: prose_block(shown.trim_matches('\n')),
+        text: prose_block(shown.trim_matches('\n'), false),
     }
 }
 
@@ -458,7 +469,7 @@ pub fn kept_skipped(piece: CodePiece, shown: &str, cell: &str, notes: &mut Vec<S
     }
     Edited::Prose {
         kept: None,
-        text: prose_block(shown.trim_matches('\n')),
+        text: prose_block(shown.trim_matches('\n'), false),
     }
 }
 
@@ -468,14 +479,21 @@ mod tests {
 
     #[test]
     fn prose_that_would_reach_into_the_next_cell_is_a_text_block() {
-        assert_eq!(prose_block("# Title\n\nText."), "# Title\n\nText.");
-        assert_eq!(prose_block("```bash\nls\n```"), "```{.bash}\nls\n```");
-        assert_eq!(prose_block("```\nopen"), "````text\n```\nopen\n````");
-        assert_eq!(prose_block("<!--"), "```text\n<!--\n```");
+        assert_eq!(prose_block("# Title\n\nText.", false), "# Title\n\nText.");
         assert_eq!(
-            prose_block("---\nrunbook:\n  shell: x\n---"),
+            prose_block("```bash\nls\n```", false),
+            "```{.bash}\nls\n```"
+        );
+        assert_eq!(prose_block("```\nopen", false), "````text\n```\nopen\n````");
+        assert_eq!(prose_block("<!--", false), "```text\n<!--\n```");
+        assert_eq!(
+            prose_block("---\nrunbook:\n  shell: x\n---", false),
             "```text\n---\nrunbook:\n  shell: x\n---\n```"
         );
+        // First in a document, `---` could close as front matter with the
+        // prose after it.
+        assert_eq!(prose_block("---\n#!", true), "```text\n---\n#!\n```");
+        assert_eq!(prose_block("---\n#!", false), "---\n#!");
     }
 
     #[test]

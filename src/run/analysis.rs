@@ -31,7 +31,7 @@ fn captures(runbook: &Runbook) -> impl Iterator<Item = String> + '_ {
 /// Variables a cell uses: every name its template reads (except `env`),
 /// plus `$NAME` references in shell cells to names in `known`.
 pub fn uses(cell: &Cell, known: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut used = template_variables(&cell.body).unwrap_or_default();
+    let mut used = template_variables(cell.template_text()).unwrap_or_default();
     used.remove("env");
     if cell.interpreter().is_some_and(|i| i.is_posix_shell()) {
         used.extend(
@@ -69,7 +69,7 @@ pub fn undefined_variables(
         if cell.options.skip {
             continue;
         }
-        match template_variables(&cell.body) {
+        match template_variables(cell.template_text()) {
             Ok(used) => {
                 // In the order the cell uses them, not alphabetical.
                 let mut undefined: Vec<&String> = used
@@ -215,7 +215,7 @@ pub fn defines(cell: &Cell) -> BTreeSet<Symbol> {
 /// What a cell reads from earlier cells: template variables, `$NAME`
 /// references and calls of `functions` (in shell cells).
 pub fn needs(cell: &Cell, functions: &BTreeSet<String>) -> BTreeSet<Symbol> {
-    let mut symbols: BTreeSet<Symbol> = template_variables(&cell.body)
+    let mut symbols: BTreeSet<Symbol> = template_variables(cell.template_text())
         .unwrap_or_default()
         .into_iter()
         .filter(|n| n != "env")

@@ -699,7 +699,7 @@ impl Executor<'_, '_> {
     /// cover its rendering too. No secret's value takes part: a secret
     /// renders as a reference to its environment variable.
     async fn render(&mut self, cell: &Cell) -> Result<String, Unrendered> {
-        if !crate::template::has_template(&cell.body) {
+        if !crate::template::has_template(cell.template_text()) {
             return Ok(cell.body.clone());
         }
         let receiver = render_in_background(

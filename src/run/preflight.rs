@@ -78,7 +78,7 @@ pub fn preflight(
                 }
             }
             CellKind::File { path, .. } => {
-                let used = template_variables(&cell.body).unwrap_or_default();
+                let used = template_variables(cell.template_text()).unwrap_or_default();
                 for name in used.iter().filter(|n| secrets.contains(n.as_str())) {
                     diagnostics.push(
                         Diagnostic::error(format!("file cell would write secret {name} to {path}"), span.clone())

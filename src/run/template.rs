@@ -564,6 +564,20 @@ pub fn render(
         .unwrap_or_else(|| Err(too_slow(RENDER_DEADLINE)))
 }
 
+/// A cell's code as it runs: its body rendered for the cell's target, or
+/// the body as written under `templates: false`.
+pub fn render_cell(
+    env: &Environment<'static>,
+    cell: &crate::document::Cell,
+    vars: &BTreeMap<String, Value>,
+) -> Result<String, TemplateError> {
+    if cell.templated {
+        render(env, &cell.body, vars, Target::of(cell))
+    } else {
+        Ok(cell.body.clone())
+    }
+}
+
 /// The error for a rendering that did not end in time.
 pub fn too_slow(deadline: std::time::Duration) -> TemplateError {
     TemplateError {
