@@ -610,22 +610,9 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
     let mut notes = Vec::new();
     let (fresh, expected, files, front) = if dib {
         let mut kept_notes = Vec::new();
-        if let Some((markdown, expected, front)) = dib_kept(text, &mut kept_notes) {
-            match differs(&markdown, &expected, front) {
-                None => {
-                    return Ok(Read {
-                        markdown,
-                        notes: kept_notes,
-                        files: Vec::new(),
-                    })
-                }
-                Some(why) => {
-                    notes.extend(kept_notes);
-                    notes.push(format!(
-                        "the runbook metadata it keeps does not match its cells ({why}); imported from what it shows"
-                    ));
-                }
-            }
+        let kept = dib_kept(text, &mut kept_notes);
+        if let Some(read) = kept_read(kept, kept_notes, &mut notes) {
+            return Ok(read);
         }
         // Read as an editor shows it: a lone `\r` is a line break too.
         let import = from_dib(&line_breaks(text));
@@ -660,22 +647,9 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
         let notebook: Value =
             serde_json::from_str(text).map_err(|e| format!("not a Jupyter notebook: {e}"))?;
         let mut kept_notes = Vec::new();
-        if let Some((markdown, expected, front)) = ipynb_kept(&notebook, &mut kept_notes) {
-            match differs(&markdown, &expected, front) {
-                None => {
-                    return Ok(Read {
-                        markdown,
-                        notes: kept_notes,
-                        files: Vec::new(),
-                    })
-                }
-                Some(why) => {
-                    notes.extend(kept_notes);
-                    notes.push(format!(
-                        "the runbook metadata it keeps does not match its cells ({why}); imported from what it shows"
-                    ));
-                }
-            }
+        let kept = ipynb_kept(&notebook, &mut kept_notes);
+        if let Some(read) = kept_read(kept, kept_notes, &mut notes) {
+            return Ok(read);
         }
         let cells: Vec<Imported> = visible_cells(&notebook, &mut notes)?
             .into_iter()
@@ -697,6 +671,30 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
         notes,
         files,
     })
+}
+
+/// The document runbook's export kept in a notebook, when it runs exactly
+/// the notebook's visible cells; otherwise `None`, with why in `notes`.
+fn kept_read(
+    kept: Option<(String, Runs, bool)>,
+    kept_notes: Vec<String>,
+    notes: &mut Vec<String>,
+) -> Option<Read> {
+    let (markdown, expected, front) = kept?;
+    match differs(&markdown, &expected, front) {
+        None => Some(Read {
+            markdown,
+            notes: kept_notes,
+            files: Vec::new(),
+        }),
+        Some(why) => {
+            notes.extend(kept_notes);
+            notes.push(format!(
+                "the runbook metadata it keeps does not match its cells ({why}); imported from what it shows"
+            ));
+            None
+        }
+    }
 }
 
 /// The front matter line that makes cells run exactly as written.

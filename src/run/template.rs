@@ -381,26 +381,17 @@ pub fn environment() -> Environment<'static> {
         }
     };
     use quoting::Quoting;
-    env.add_filter(
-        "__rb_single",
-        escaper(Quoting::Single, quoting::escape_single),
-    );
-    env.add_filter(
-        "__rb_double",
-        escaper(Quoting::Double, quoting::escape_double),
-    );
-    env.add_filter(
-        "__rb_heredoc",
-        escaper(Quoting::Heredoc, quoting::escape_heredoc),
-    );
-    env.add_filter(
-        "__rb_ansi_c",
-        escaper(Quoting::AnsiC, quoting::escape_ansi_c),
-    );
-    env.add_filter(
-        "__rb_literal",
-        escaper(Quoting::LiteralHeredoc, str::to_string),
-    );
+    type Escape = fn(&str) -> String;
+    let escapers: [(&'static str, Quoting, Escape); 5] = [
+        ("__rb_single", Quoting::Single, quoting::escape_single),
+        ("__rb_double", Quoting::Double, quoting::escape_double),
+        ("__rb_heredoc", Quoting::Heredoc, quoting::escape_heredoc),
+        ("__rb_ansi_c", Quoting::AnsiC, quoting::escape_ansi_c),
+        ("__rb_literal", Quoting::LiteralHeredoc, str::to_string),
+    ];
+    for (name, quoting, escape) in escapers {
+        env.add_filter(name, escaper(quoting, escape));
+    }
     env.add_filter("__rb_arith", |value: Value| {
         if let Some(secret) = as_secret(&value) {
             return shell_reference(secret, &Quoting::Arithmetic);
