@@ -10,6 +10,7 @@ mod document;
 mod export_tools;
 mod fuzz;
 mod hostile;
+mod hostile_config;
 mod hostile_exports;
 mod hostile_notebooks;
 mod hostile_runtime;

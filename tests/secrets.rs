@@ -252,11 +252,11 @@ fn a_file_cell_never_writes_a_secret_from_any_source() {
     );
     let run = test
         .run_env(&["run", "doc.md"], &[("FROM_ENV", "env-s3cret-value")])
-        .code(1);
+        .code(2);
     assert!(!test.path("out.yaml").exists());
     assert!(
         run.stderr
-            .contains("file cell would write a secret to out.yaml: FROM_ENV"),
+            .contains("a file cell never holds a secret, and FROM_ENV is one"),
         "{}",
         run.stderr
     );

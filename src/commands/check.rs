@@ -95,6 +95,11 @@ impl Report {
 }
 
 pub fn check(path: &Path) -> Report {
+    crate::run::template::with_document_budget(|| check_within_budget(path))
+}
+
+/// [`check`], with every template rendering in one document budget.
+fn check_within_budget(path: &Path) -> Report {
     let mut report = Report {
         loaded: None,
         path: path.to_path_buf(),
@@ -160,7 +165,14 @@ pub fn check(path: &Path) -> Report {
     report
         .diagnostics
         .extend(crate::pwsh::warnings(&loaded.source, runbook, &known));
-    report.diagnostics.extend(refused_templates(&loaded, &vars));
+    let unskipped: Vec<usize> = (0..runbook.cells.len())
+        .filter(|&i| !runbook.cells[i].options.skip)
+        .collect();
+    report
+        .diagnostics
+        .extend(crate::run::preflight::refused_templates(
+            &loaded, &vars, &unskipped, true,
+        ));
     let shell_cells = rendered_shell_cells(&loaded, &vars);
     let masker = vars.masker();
     let (syntax, rejected) = syntax_errors(&loaded, &shell_cells, &masker);
@@ -259,29 +271,6 @@ fn handles_unset(code: &str, name: &str) -> bool {
         .captures_iter(code)
         .all(|c| c.get(1).is_some() && c.get(2).is_some());
     all
-}
-
-/// Templates a run would refuse whatever the values: a secret transformed
-/// or put where none may stand, a rendering over its budget.
-fn refused_templates(loaded: &Loaded, vars: &crate::vars::Vars) -> Vec<Diagnostic> {
-    let env = environment();
-    let values = vars.with_placeholders(&loaded.runbook);
-    let index = LineIndex::new(&loaded.source);
-    let mut diagnostics = Vec::new();
-    for cell in loaded.runbook.cells.iter().filter(|c| !c.options.skip) {
-        let Err(error) = render_cell(&env, cell, &values) else {
-            continue;
-        };
-        if error.secret.is_none() && !error.budget {
-            continue;
-        }
-        let start = index.offset_of_line(cell.line + error.line.unwrap_or(1));
-        diagnostics.push(Diagnostic::error(
-            format!("template error: {}", error.message),
-            start..crate::lines::line_end(&loaded.source, start),
-        ));
-    }
-    diagnostics
 }
 
 /// Each shell cell that is not skipped and whose interpreter is on PATH,

@@ -144,8 +144,13 @@ fn run_loaded(loaded: Loaded, args: &RunArgs) -> Result<i32> {
             intercepted: &intercepted,
         },
     );
-    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
+    let (mut errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
         diagnostics.into_iter().partition(Diagnostic::is_error);
+    if errors.is_empty() {
+        // A template the run would refuse at its cell stops it now, before
+        // any cell has run.
+        errors = crate::run::preflight::refused_templates(&loaded, &vars, &cells, false);
+    }
     if !errors.is_empty() {
         return Err(document_error(&loaded, errors));
     }
@@ -632,6 +637,10 @@ pub fn redactions(loaded: &Loaded) -> Result<Vec<(Regex, String)>> {
 
 /// Every cell as it would run, captures shown as `<NAME>`, secrets masked.
 pub fn dry_run(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
+    crate::run::template::with_document_budget(|| dry_run_within_budget(loaded, cells, vars))
+}
+
+fn dry_run_within_budget(loaded: &Loaded, cells: &[usize], vars: &Vars) -> String {
     let env = environment();
     let masker = vars.masker();
     let values = vars.with_placeholders(&loaded.runbook);

@@ -36,6 +36,10 @@ pub fn rows(loaded: &Loaded, state: &State) -> Vec<Row> {
 /// The rows, cells rendered with `vars` (secrets standing in as
 /// `[masked:NAME]`, as runs hash them) to tell which are stale.
 pub fn rows_with(loaded: &Loaded, state: &State, vars: &Vars) -> Vec<Row> {
+    crate::run::template::with_document_budget(|| rows_within_budget(loaded, state, vars))
+}
+
+fn rows_within_budget(loaded: &Loaded, state: &State, vars: &Vars) -> Vec<Row> {
     let env = environment();
     let masker = vars.masker();
     let values = vars.public_template_values();

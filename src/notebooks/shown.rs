@@ -400,19 +400,11 @@ fn hidden_options_harmless(options: &crate::document::CellOptions) -> bool {
 /// Whether a variable, exported to later cells, changes how their
 /// programs run: one a capture may never set (`crate::kernel::reserved`),
 /// one the environment already has, or one that points tools at other
-/// homes, configurations or credentials.
+/// settings or credentials.
 fn steers_programs(name: &str) -> bool {
-    const NAMES: [&str; 6] = [
-        "HOME",
-        "SHELL",
-        "TMPDIR",
-        "CDPATH",
-        "GLOBIGNORE",
-        "KUBECONFIG",
-    ];
-    const PREFIXES: [&str; 5] = ["BASH_", "GIT_", "HELM_", "AZURE_", "SSH_"];
+    const PREFIXES: [&str; 3] = ["BASH_", "AZURE_", "SSH_"];
     crate::kernel::reserved(name).is_some()
-        || NAMES.contains(&name)
+        || name == "GLOBIGNORE"
         || PREFIXES.iter().any(|p| name.starts_with(p))
         || std::env::var_os(name).is_some()
 }

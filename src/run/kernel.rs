@@ -98,12 +98,50 @@ pub fn reserved(name: &str) -> Option<&'static str> {
         "RUBYLIB",
         "NODE_OPTIONS",
     ];
+    // Where programs read configuration, start-up files and plugins from,
+    // or the commands they run for credentials and hooks.
+    const CONFIGURES: [&str; 21] = [
+        "HOME",
+        "ZDOTDIR",
+        "INPUTRC",
+        "KUBECONFIG",
+        "AZURE_CONFIG_DIR",
+        "DOCKER_CONFIG",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "GCONV_PATH",
+        "LOCPATH",
+        "OPENSSL_CONF",
+        "CURL_HOME",
+        "WGETRC",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "SHELL",
+        "TMPDIR",
+        "CDPATH",
+    ];
+    const CONFIGURES_PREFIXES: [&str; 8] = [
+        "PYTHON",
+        "PERL5",
+        "RUBY",
+        "NODE_",
+        "NPM_CONFIG_",
+        "XDG_",
+        "GIT_",
+        "HELM_",
+    ];
     if name == "PATH" {
         Some("it chooses which programs run")
     } else if name.starts_with("LD_") || name.starts_with("DYLD_") {
         Some("it loads libraries into every program")
     } else if RUN_CODE.contains(&name) || name.starts_with("BASH_FUNC_") {
         Some("it makes shells and interpreters run code")
+    } else if CONFIGURES.contains(&name) || CONFIGURES_PREFIXES.iter().any(|p| name.starts_with(p))
+    {
+        Some("it chooses the start-up files, configuration or plugins programs run")
     } else if name.starts_with("RUNBOOK_") {
         Some("runbook's own machinery uses it")
     } else {

@@ -189,3 +189,54 @@ pub fn missing_for_partial_run(
     }
     diagnostics
 }
+
+/// Templates a run would refuse whatever the values, among `cells`: a
+/// secret transformed or put where none may stand, and with `budget` a
+/// rendering over its budget (a run leaves that to the cell, whose
+/// `timeout` covers its rendering). Found before anything runs, so a run
+/// stops with nothing done.
+pub fn refused_templates(
+    loaded: &Loaded,
+    vars: &crate::run::vars::Vars,
+    cells: &[usize],
+    budget: bool,
+) -> Vec<Diagnostic> {
+    let env = crate::run::template::environment();
+    let values = vars.with_placeholders(&loaded.runbook);
+    let index = crate::document::lines::LineIndex::new(&loaded.source);
+    let mut secrets = vars.secret_names();
+    secrets.extend(
+        loaded
+            .runbook
+            .cells
+            .iter()
+            .filter_map(|c| c.options.capture.as_ref().filter(|c| c.secret))
+            .map(|capture| capture.name.clone()),
+    );
+    // Without a budget to check, only a template that names a secret (or
+    // `env`, which holds them) can be refused.
+    let may_be_refused = |text: &str| {
+        budget || text.contains("env") || secrets.iter().any(|name| text.contains(name.as_str()))
+    };
+    crate::run::template::with_document_budget(|| {
+        let mut diagnostics = Vec::new();
+        for &i in cells {
+            let cell = &loaded.runbook.cells[i];
+            if !may_be_refused(cell.template_text()) {
+                continue;
+            }
+            let Err(error) = crate::run::template::render_cell(&env, cell, &values) else {
+                continue;
+            };
+            if error.secret.is_none() && !(budget && error.budget) {
+                continue;
+            }
+            let start = index.offset_of_line(cell.line + error.line.unwrap_or(1));
+            diagnostics.push(Diagnostic::error(
+                format!("template error: {}", error.message),
+                start..crate::document::lines::line_end(&loaded.source, start),
+            ));
+        }
+        diagnostics
+    })
+}

@@ -537,9 +537,33 @@ impl From<minijinja::Error> for TemplateError {
     }
 }
 
+/// How long all the renderings of one document may take together in
+/// [`with_document_budget`] (a `check`, a `status`, a dry run, a page).
+pub const DOCUMENT_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+thread_local! {
+    /// When the document being rendered on this thread runs out of time.
+    static DOCUMENT_DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `work` with every [`render`] on this thread sharing one
+/// [`DOCUMENT_BUDGET`], so a document of many slow templates cannot hold
+/// up a command for 5 s a cell. Nested calls share the outer budget.
+pub fn with_document_budget<T>(work: impl FnOnce() -> T) -> T {
+    let outer = DOCUMENT_DEADLINE.with(|d| d.get());
+    if outer.is_none() {
+        let deadline = std::time::Instant::now() + DOCUMENT_BUDGET;
+        DOCUMENT_DEADLINE.with(|d| d.set(Some(deadline)));
+    }
+    let result = work();
+    DOCUMENT_DEADLINE.with(|d| d.set(outer));
+    result
+}
+
 /// Renders a template with `vars` for `target`, on a thread of its own so
 /// that no template can hold up the caller longer than
-/// [`RENDER_DEADLINE`].
+/// [`RENDER_DEADLINE`], nor past the document's budget.
 pub fn render(
     env: &Environment<'static>,
     template: &str,
@@ -550,9 +574,24 @@ pub fn render(
     if !has_template(template) {
         return Ok(template.to_string());
     }
+    let left = DOCUMENT_DEADLINE
+        .with(|d| d.get())
+        .map(|deadline| deadline.saturating_duration_since(std::time::Instant::now()));
+    if left.is_some_and(|left| left.is_zero()) {
+        return Err(TemplateError {
+            message: format!(
+                "the document's templates took longer than {} to render in all",
+                crate::duration::format_duration(DOCUMENT_BUDGET)
+            ),
+            line: None,
+            secret: None,
+            budget: true,
+        });
+    }
+    let limit = left.map_or(RENDER_DEADLINE, |left| left.min(RENDER_DEADLINE));
     render_in_background(env, template, vars, target)
-        .wait(RENDER_DEADLINE)
-        .unwrap_or_else(|| Err(too_slow(RENDER_DEADLINE)))
+        .wait(limit)
+        .unwrap_or_else(|| Err(too_slow(limit)))
 }
 
 /// A cell's code as it runs: its body rendered for the cell's target, or
