@@ -109,3 +109,30 @@ fn notebook_metadata_cannot_capture_into_a_start_up_variable() {
     let markdown = test.read("h.md");
     assert!(!markdown.contains("capture="), "{markdown}");
 }
+
+#[test]
+fn names_from_a_params_file_or_set_must_be_variable_names() {
+    let test = Test::new();
+    test.write("doc.md", "```bash\ntouch ran\n```\n");
+    for (file, text) in [
+        ("p.yaml", "MY-VAR: x\n"),
+        ("p.json", "{\"1BAD\": \"x\"}"),
+        ("p.env", "A B=x\n"),
+    ] {
+        test.write(file, text);
+        let run = test.run(&["run", "doc.md", "--params", file]).code(2);
+        assert!(
+            run.stderr.contains(file) && run.stderr.contains("is not a variable name"),
+            "{file}: {}",
+            run.stderr
+        );
+    }
+    let run = test.run(&["run", "doc.md", "--set", "MY-VAR=x"]).code(2);
+    assert!(
+        run.stderr
+            .contains("--set: `MY-VAR` is not a variable name"),
+        "{}",
+        run.stderr
+    );
+    assert!(!test.path("ran").exists());
+}

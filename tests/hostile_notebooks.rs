@@ -658,3 +658,18 @@ fn prose_cells_cannot_close_as_front_matter_together() {
     let (markdown, _) = import(&test, "fm.ipynb", &text);
     assert_eq!(executed(&markdown), [code("bash", "echo hi")]);
 }
+
+#[test]
+fn commands_that_read_runbooks_refuse_a_notebook_instead_of_passing_it() {
+    let test = Test::new();
+    test.write("nb.ipynb", &notebook(bash(), json!([cell("exit 1")])));
+    for verb in ["check", "list", "status", "test", "serve"] {
+        let run = test.run(&[verb, "nb.ipynb"]).code(2);
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            said.contains("nb.ipynb is a notebook, not a runbook")
+                && said.contains("runbook import nb.ipynb -o FILE.md"),
+            "{verb}: {said}"
+        );
+    }
+}

@@ -20,13 +20,6 @@ const MORE_PORTS: u16 = 20;
 
 pub fn serve(args: &ServeArgs) -> Result<i32> {
     crate::procs::ensure_system().map_err(Error::Usage)?;
-    if crate::notebook::is_notebook(&args.file) {
-        return Err(Error::Usage(format!(
-            "{} is a notebook; serve a runbook: `runbook import {} -o FILE.md` first",
-            args.file.display(),
-            args.file.display()
-        )));
-    }
     let loaded = load(&args.file)?;
     let run_args = RunArgs {
         file: args.file.clone(),

@@ -38,6 +38,12 @@ impl Loaded {
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
+    if crate::notebooks::notebook::is_notebook(path) {
+        return Err(Error::Usage(format!(
+            "{0} is a notebook, not a runbook: `runbook run {0}` runs it; for this command, import it first: `runbook import {0} -o FILE.md`",
+            path.display()
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let source = String::from_utf8(bytes).map_err(|e| {
         Error::io(

@@ -170,8 +170,24 @@ pub struct Overrides {
     pub secrets: Vec<(String, String)>,
 }
 
-/// Reads a `--params` file: `.json`, `.env` (`K=V` lines), or YAML.
+/// Reads a `--params` file: `.json`, `.env` (`K=V` lines), or YAML. Every
+/// name must be a variable name, as in the front matter and `--set`.
 pub fn read_params_file(path: &Path) -> Result<Vec<(String, Value)>, String> {
+    let values = read_params_values(path)?;
+    if let Some((name, _)) = values
+        .iter()
+        .find(|(name, _)| !crate::parser::is_variable_name(name))
+    {
+        return Err(format!(
+            "{}: `{}` is not a variable name: use letters, digits and _, not starting with a digit",
+            path.display(),
+            name.escape_debug()
+        ));
+    }
+    Ok(values)
+}
+
+fn read_params_values(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.display();
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -223,7 +239,11 @@ pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if crate::parser::is_variable_name(key) => {
             Ok((key.to_string(), value.to_string()))
         }
-        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+        Some((key, _)) => Err(format!(
+            "`{}` is not a variable name: use letters, digits and _, not starting with a digit",
+            key.escape_debug()
+        )),
+        None => Err(format!("expected NAME=VALUE, got `{text}`")),
     }
 }
 
