@@ -136,3 +136,18 @@ fn names_from_a_params_file_or_set_must_be_variable_names() {
     );
     assert!(!test.path("ran").exists());
 }
+
+#[test]
+fn a_module_file_in_the_folder_never_runs_as_the_python_kernels_own() {
+    let test = Test::new();
+    test.write("traceback.py", "open('shadowed', 'w')\n");
+    test.write("helper.py", "VALUE = 42\n");
+    test.write(
+        "doc.md",
+        "```python\nx = 1\n```\n\n```python\nimport helper\nprint(helper.VALUE)\n```\n",
+    );
+    test.run(&["run", "doc.md"]).code(0);
+    assert!(!test.path("shadowed").exists());
+    // A cell's own imports still find modules beside the runbook.
+    assert!(test.read("doc.md").contains("```output\n42\n```"));
+}

@@ -563,7 +563,13 @@ fn bootstrap(interpreter: Interpreter, nonce: &str) -> String {
         ),
         Interpreter::Python => format!(
             r#"
-import os, sys, traceback
+import sys
+# The kernel's own modules come from the standard library, never from a
+# file of the same name in the runbook's folder; cells still import from it.
+__rb_path = sys.path[:]
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+import os, traceback
+sys.path[:] = __rb_path
 __rb_ctl = os.fdopen(os.dup2(0, {control}, inheritable=False), "rb", buffering=0)
 __rb_out = os.dup2(1, {out}, inheritable=False)
 __rb_err = os.dup2(2, {err}, inheritable=False)
