@@ -11,6 +11,7 @@ mod export_tools;
 mod fuzz;
 mod hostile;
 mod hostile_exports;
+mod hostile_masking;
 mod hostile_notebooks;
 mod hostile_runtime;
 mod hostile_templates;

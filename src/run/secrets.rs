@@ -9,7 +9,8 @@
 //! A secret of at least [`SHORT`] characters is also known in the forms
 //! shells and tools print a value in (see [`encoded_forms`]): bash's
 //! `set -x`, `printf %q` and `declare -p` quoting, JSON with non-ASCII
-//! escaped, Python's `repr` and URL encoding.
+//! and DEL escaped, Python's `repr`, `ascii()` and bytes `repr`, and URL
+//! encoding.
 //! Streamed output is masked with [`LiveMask`], which holds back text that
 //! could be the start of a secret until the rest has arrived.
 
@@ -66,8 +67,9 @@ impl Masker {
         }
         if value.chars().count() >= SHORT {
             forms.extend(encoded_forms(value));
-            // Recorded output is cleaned (control characters and `\r`
-            // overwrites) before it is masked: so must the forms be.
+            // Recorded output is masked as printed, then cleaned (control
+            // characters and `\r` overwrites) and masked again: the cleaned
+            // forms find a secret that shows whole only once cleaned.
             let stripped: Vec<String> = forms
                 .iter()
                 .map(|form| crate::run::output::clean(form))
@@ -202,18 +204,26 @@ impl Masker {
 /// The forms shells and tools print `value` in, without the quotes around
 /// them: `set -x` and `'...'` quoting (`'\''` for a quote), `printf %q`
 /// (backslashes before specials, or `$'...'` with `\n`, `\E`, octal),
-/// `declare -p` (`"..."` with `\"`, `\$`, `\\`), JSON with non-ASCII as
-/// `\uXXXX` (Python's `json.dumps`), Python's `repr`, and URL encoding
-/// (`%20` or `+` for a space; `/` kept or encoded; JavaScript's
-/// `encodeURIComponent`). Forms equal to the value are left out.
+/// `declare -p` (`"..."` with `\"`, `\$`, `\\`), JSON with everything
+/// beyond printable ASCII as `\uXXXX` (Python's `json.dumps`) or with only
+/// control characters and DEL escaped (jq's `@json`), in lower- or
+/// upper-case hex, Python's `repr`, `ascii()` and the `repr` of the UTF-8
+/// bytes (`s.encode()`), and URL encoding (`%20` or `+` for a space; `/`
+/// kept or encoded; JavaScript's `encodeURIComponent`). Forms equal to the
+/// value are left out.
 pub fn encoded_forms(value: &str) -> Vec<String> {
     let mut forms = vec![
         value.replace('\'', r"'\''"),
         backslash_quoted(value),
         ansi_c_quoted(value),
         crate::quoting::escape_double(value),
-        json_ascii(value),
-        python_repr(value),
+        json_escaped(value, true, false),
+        json_escaped(value, true, true),
+        json_escaped(value, false, false),
+        json_escaped(value, false, true),
+        python_repr(value, false),
+        python_repr(value, true),
+        python_bytes_repr(value),
     ];
     for keep in ["", "/", "!*'()"] {
         for plus in [false, true] {
@@ -265,39 +275,112 @@ fn ansi_c_quoted(value: &str) -> String {
     out
 }
 
-/// JSON string contents with every non-ASCII character escaped.
-fn json_ascii(value: &str) -> String {
-    let json = serde_json::to_string(value).expect("strings serialise");
-    let mut out = String::with_capacity(json.len());
-    for c in json[1..json.len() - 1].chars() {
-        if c.is_ascii() {
-            out.push(c);
+/// JSON string contents as `json.dumps` writes them (`ascii`: every
+/// character outside printable ASCII as `\uXXXX`, surrogate pairs above
+/// U+FFFF) or as jq's `@json` does (`!ascii`: control characters and DEL
+/// escaped, the rest as it is); `upper` for upper-case hex digits.
+fn json_escaped(value: &str, ascii: bool, upper: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    let unit = |out: &mut String, unit: u16| {
+        if upper {
+            out.push_str(&format!("\\u{unit:04X}"));
         } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
+            out.push_str(&format!("\\u{unit:04x}"));
+        }
+    };
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            '\u{8}' => out.push_str(r"\b"),
+            '\u{c}' => out.push_str(r"\f"),
+            c if c.is_ascii_control() => unit(&mut out, c as u16),
+            c if c.is_ascii() || !ascii => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for &u in c.encode_utf16(&mut units).iter() {
+                    unit(&mut out, u);
+                }
             }
         }
     }
     out
 }
 
-/// Python's `repr` of a string, without its quotes.
-fn python_repr(value: &str) -> String {
-    let double = value.contains('\'') && !value.contains('"');
+/// The quote Python's `repr` puts around a text: `"` when it holds a `'`
+/// and no `"`, `'` otherwise.
+fn python_quote(has_single: bool, has_double: bool) -> char {
+    if has_single && !has_double {
+        '"'
+    } else {
+        '\''
+    }
+}
+
+/// Whether Python's `str.isprintable` is false for a character beyond
+/// Latin-1 (the common ones: separators, format characters, private use).
+fn python_unprintable(c: char) -> bool {
+    matches!(c as u32,
+        0x1680 | 0x180e | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064
+        | 0x2066..=0x206f | 0x3000 | 0xfeff | 0xfff9..=0xfffb | 0x600..=0x605
+        | 0x61c | 0x6dd | 0x70f | 0xe000..=0xf8ff | 0xf0000..)
+}
+
+/// A character as Python escapes it: `\xNN`, `\uNNNN` or `\UNNNNNNNN`.
+fn python_escape(out: &mut String, c: char) {
+    match c as u32 {
+        n @ 0..=0xff => out.push_str(&format!("\\x{n:02x}")),
+        n @ 0x100..=0xffff => out.push_str(&format!("\\u{n:04x}")),
+        n => out.push_str(&format!("\\U{n:08x}")),
+    }
+}
+
+/// Python's `repr` of a string, without its quotes; with `ascii`, its
+/// `ascii()`, every character beyond ASCII escaped.
+fn python_repr(value: &str, ascii: bool) -> String {
+    let quote = python_quote(value.contains('\''), value.contains('"'));
     let mut out = String::with_capacity(value.len() * 2);
     for c in value.chars() {
         match c {
             '\\' => out.push_str(r"\\"),
-            '\'' if !double => out.push_str(r"\'"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
             '\n' => out.push_str(r"\n"),
             '\t' => out.push_str(r"\t"),
             '\r' => out.push_str(r"\r"),
             c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
+                python_escape(&mut out, c)
             }
-            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if ascii && !c.is_ascii() => python_escape(&mut out, c),
+            c if python_unprintable(c) => python_escape(&mut out, c),
             c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Python's `repr` of the UTF-8 bytes of a string (`s.encode()`), without
+/// the `b` and the quotes: bytes beyond printable ASCII as `\xNN`.
+fn python_bytes_repr(value: &str) -> String {
+    let quote = python_quote(value.contains('\''), value.contains('"'));
+    let mut out = String::with_capacity(value.len() * 4);
+    for byte in value.bytes() {
+        match byte {
+            b'\\' => out.push_str(r"\\"),
+            b'\n' => out.push_str(r"\n"),
+            b'\t' => out.push_str(r"\t"),
+            b'\r' => out.push_str(r"\r"),
+            b if char::from(b) == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            b if !(0x20..0x7f).contains(&b) => out.push_str(&format!("\\x{b:02x}")),
+            b => out.push(char::from(b)),
         }
     }
     out
@@ -439,6 +522,29 @@ mod tests {
         let mut short = Masker::default();
         short.add("S", "a b");
         assert_eq!(short.mask("a%20b a\\ b"), "a%20b a\\ b");
+    }
+
+    #[test]
+    fn python_and_json_escapes_of_non_ascii_are_masked() {
+        let mut masker = Masker::default();
+        masker.add("S", "pässwörd");
+        masker.add("Q", "it's 😀\u{7f}\u{200b}");
+        for printed in [
+            // bytes repr, ascii() and json.dumps (ensure_ascii).
+            r"b'p\xc3\xa4ssw\xc3\xb6rd'",
+            r"'p\xe4ssw\xf6rd'",
+            r#""p\u00e4ssw\u00f6rd""#,
+            r#""p\u00E4ssw\u00F6rd""#,
+            r#"b"it's \xf0\x9f\x98\x80\x7f\xe2\x80\x8b""#,
+            r#""it's \U0001f600\x7f\u200b""#,
+            r#""it's 😀\x7f\u200b""#,
+            r#""it's \ud83d\ude00\u007f\u200b""#,
+            // jq's @json: DEL escaped, the rest as it is.
+            "\"it's 😀\\u007f\u{200b}\"",
+        ] {
+            assert!(masker.mask(printed).contains("[masked:"), "{printed}");
+            assert_eq!(masker.mask(printed).matches("[masked:").count(), 1);
+        }
     }
 
     #[test]
