@@ -1,5 +1,6 @@
-//! Secrets printed in forms masking once missed. Each test runs the real
-//! binary on a real document with real bash and python3.
+//! Secrets printed in forms masking once missed, and lines whose carriage
+//! returns once exposed or garbled what was recorded. Each test runs the
+//! real binary on a real document with real bash and python3.
 
 use serde_json::Value;
 
@@ -128,4 +129,60 @@ fn json_escapes_of_a_secret_with_del_and_non_ascii_are_masked() {
     for (index, block) in expected.iter().enumerate() {
         assert_eq!(live_output(&events, index as u64), format!("{block}\n"));
     }
+}
+
+#[test]
+fn a_secret_with_a_carriage_return_is_masked_whole() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        &format!(
+            "{}```bash\necho \"$TOK\"\necho \"$TOK2\"\necho \"before $TOK after\"\n```\n",
+            secrets("TOK, TOK2")
+        ),
+    );
+    let env = [("TOK", "hunter2\rpw"), ("TOK2", "abc\rdef")];
+    let run = test.run_env(&["run", "doc.md", "--json"], &env).code(0);
+    let doc = test.read("doc.md");
+    // Masked before the carriage return is resolved: no part of either
+    // secret shows, and the line around it stays whole.
+    let expected = "[masked:TOK]\n[masked:TOK2]\nbefore [masked:TOK] after";
+    assert_eq!(recorded_blocks(&doc), [expected], "{doc}");
+    let events = events(&run);
+    assert_eq!(finished_recorded(&events), [expected]);
+    assert_eq!(
+        live_output(&events, 0),
+        "[masked:TOK]\n[masked:TOK2]\nbefore [masked:TOK] after\n"
+    );
+    // The terminal echo, with the secret arriving in pieces.
+    test.write(
+        "doc.md",
+        &format!(
+            "{}```bash\nprintf '%s' \"${{TOK%pw}}\"; sleep 0.3; printf 'pw\\n'\n```\n",
+            secrets("TOK")
+        ),
+    );
+    let run = test.run_env(&["run", "doc.md"], &env).code(0);
+    assert!(run.stdout.contains("[masked:TOK]\n"), "{}", run.stdout);
+    assert!(!run.stdout.contains("hunter2"), "{}", run.stdout);
+    assert!(!run.stdout.contains("pw"), "{}", run.stdout);
+    assert_eq!(recorded_blocks(&test.read("doc.md")), ["[masked:TOK]"]);
+}
+
+#[test]
+fn carriage_returns_resolve_as_a_terminal_shows_them() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "```bash\nprintf 'a\\tb\\rc\\n'\nprintf 'xxyy\\rZ\\n'\nprintf 'abcdefgh\\r\\tX\\n'\nprintf 'a\\tb\\rcdefg\\n'\nprintf '\\033[32mgreen\\033[0m\\rG\\n'\nprintf 'crlf\\tkept\\r\\n'\nprintf 'x\\ty\\n'\n```\n",
+    );
+    let run = test.run(&["run", "doc.md", "--json"]).code(0);
+    let expected = "c\tb\nZxyy\nabcdefghX\ncdefg   b\nGreen\ncrlf\tkept\nx\ty";
+    assert_eq!(recorded_blocks(&test.read("doc.md")), [expected]);
+    assert_eq!(finished_recorded(&events(&run)), [expected]);
+    // Recording again changes nothing, and `test` agrees with it.
+    let doc = test.read("doc.md");
+    test.run(&["run", "doc.md"]).code(0);
+    assert_eq!(test.read("doc.md"), doc);
+    test.run(&["test", "doc.md"]).code(0);
 }
