@@ -30,6 +30,12 @@ pub struct Masker {
     values: Vec<(String, String)>,
 }
 
+/// A piece of text being masked: text still to mask, or a mark.
+enum Part {
+    Text(String),
+    Mark(String),
+}
+
 fn shapes() -> &'static [(Regex, &'static str)] {
     static SHAPES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
     SHAPES.get_or_init(|| {
@@ -123,31 +129,93 @@ impl Masker {
     }
 
     /// Known values first (longest first), then token shapes, then short
-    /// values, which would otherwise cut into tokens and longer secrets.
+    /// values, which would otherwise cut into tokens and longer secrets. A
+    /// mark already in `text` (`[masked:NAME]` of a name this masker
+    /// knows) is left as it is, so text can be masked twice.
     pub fn mask(&self, text: &str) -> String {
-        let mut text = text.to_string();
         let (long, short): (Vec<_>, Vec<_>) = self
             .values
             .iter()
             .partition(|(_, v)| v.chars().count() >= SHORT);
-        for (name, value) in long {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), &format!("[masked:{name}]"));
+        let mut parts = self.marked(text);
+        let replace = |parts: Vec<Part>, value: &str, name: &str| -> Vec<Part> {
+            let mut out = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    Part::Text(text) if text.contains(value) => {
+                        for (i, piece) in text.split(value).enumerate() {
+                            if i > 0 {
+                                out.push(Part::Mark(format!("[masked:{name}]")));
+                            }
+                            out.push(Part::Text(piece.to_string()));
+                        }
+                    }
+                    part => out.push(part),
+                }
             }
+            out
+        };
+        for (name, value) in long {
+            parts = replace(parts, value, name);
         }
         for (re, name) in shapes() {
-            if re.is_match(&text) {
-                text = re
-                    .replace_all(&text, format!("[masked:{name}]"))
-                    .into_owned();
+            let mut out = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    Part::Text(text) if re.is_match(&text) => {
+                        let mut from = 0;
+                        for found in re.find_iter(&text) {
+                            out.push(Part::Text(text[from..found.start()].to_string()));
+                            out.push(Part::Mark(format!("[masked:{name}]")));
+                            from = found.end();
+                        }
+                        out.push(Part::Text(text[from..].to_string()));
+                    }
+                    part => out.push(part),
+                }
             }
+            parts = out;
         }
         for (name, value) in short {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), &format!("[masked:{name}]"));
+            parts = replace(parts, value, name);
+        }
+        parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Text(text) | Part::Mark(text) => text,
+            })
+            .collect()
+    }
+
+    /// `text` cut into the marks of names this masker knows and the text
+    /// between them.
+    fn marked(&self, text: &str) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        let mut searched = 0;
+        while let Some(at) = rest[searched..].find("[masked:").map(|i| i + searched) {
+            let after = &rest[at + "[masked:".len()..];
+            let names = self
+                .values
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .chain(shapes().iter().map(|(_, name)| *name));
+            let mark = names
+                .filter(|name| after.starts_with(name) && after[name.len()..].starts_with(']'))
+                .map(|name| "[masked:".len() + name.len() + 1)
+                .max();
+            match mark {
+                Some(len) => {
+                    parts.push(Part::Text(rest[..at].to_string()));
+                    parts.push(Part::Mark(rest[at..at + len].to_string()));
+                    rest = &rest[at + len..];
+                    searched = 0;
+                }
+                None => searched = at + 1,
             }
         }
-        text
+        parts.push(Part::Text(rest.to_string()));
+        parts
     }
 
     /// Whether `text` holds a known secret or a token shape.
@@ -490,6 +558,20 @@ mod tests {
             masker.mask(&text),
             "pw=[masked:PASSWORD] [masked:SHORT] token [masked:JWT] secret [masked:AZURE_CLIENT_SECRET]"
         );
+    }
+
+    #[test]
+    fn masking_twice_leaves_marks_alone() {
+        let mut masker = Masker::default();
+        masker.add("PASSWORD", "hunter22");
+        masker.add("M", "as");
+        masker.add("SECRET", "masked");
+        let once = masker.mask("hunter22 as masked [masked:OTHER]");
+        assert_eq!(
+            once,
+            "[masked:PASSWORD] [masked:M] [masked:SECRET] [[masked:SECRET]:OTHER]"
+        );
+        assert_eq!(masker.mask(&once), once);
     }
 
     #[test]
