@@ -41,8 +41,9 @@ fn outputs_are_recorded_byte_for_byte_tabs_included() {
         let line = match byte {
             // A line feed ends the line.
             b'\n' => "0a:\n:".to_string(),
-            // What follows a carriage return overwrites the line.
-            b'\r' => ":".to_string(),
+            // What follows a carriage return overwrites the start of the
+            // line, as a terminal shows it.
+            b'\r' => ":d:".to_string(),
             // ESC starts an escape sequence (`ESC :`), which goes.
             0x1b => "1b:".to_string(),
             // The other control characters are terminal controls and go.

@@ -12,6 +12,7 @@ mod fuzz;
 mod hostile;
 mod hostile_config;
 mod hostile_exports;
+mod hostile_masking;
 mod hostile_notebooks;
 mod hostile_runtime;
 mod hostile_templates;

@@ -1,6 +1,7 @@
-//! Turning what a process printed into the text of an output block: ANSI
-//! escapes stripped, carriage-return overwrites resolved, secrets masked,
-//! size capped. Memory stays bounded by the cap whatever a cell prints.
+//! Turning what a process printed into the text of an output block: secrets
+//! masked, ANSI escapes stripped, carriage-return overwrites resolved as a
+//! terminal shows them, size capped. Memory stays bounded by the cap
+//! whatever a cell prints.
 
 use crate::secrets::Masker;
 
@@ -154,18 +155,17 @@ impl Recording {
         self.push(b"\n");
     }
 
-    /// The text of the output block: cleaned, masked, then cut to `limits`.
-    /// Masking comes before the cut, and a cut never keeps part of a
-    /// secret.
+    /// The text of the output block: masked, cleaned, masked again, then
+    /// cut to `limits`. Masking comes before the cut, and a cut never keeps
+    /// part of a secret.
     pub fn text(&self, limits: Limits, masker: &Masker) -> String {
         if self.dropped_bytes == 0 {
             let mut raw = self.head.clone();
             raw.extend_from_slice(&self.tail);
-            let text = masker.mask(&clean(&String::from_utf8_lossy(&raw)));
-            return cap(&text, None, "", limits);
+            return cap(&clean_masked(&raw, masker), None, "", limits);
         }
-        let head = masker.mask(&clean(&String::from_utf8_lossy(&self.head)));
-        let tail = masker.mask(&clean(&String::from_utf8_lossy(&self.tail)));
+        let head = clean_masked(&self.head, masker);
+        let tail = clean_masked(&self.tail, masker);
         // Whole lines only, and no part of a secret, at either edge.
         let mut head_end = head.rfind('\n').map_or(0, |i| i + 1);
         head_end -= masker.partial_at_end(&head[..head_end]);
@@ -182,38 +182,121 @@ impl Recording {
     }
 }
 
+/// What a process printed, masked, cleaned and masked again: a secret is
+/// masked as it was printed, before cleaning can change it (a `\r` inside
+/// a secret would otherwise let its end overwrite its start), and again in
+/// the forms that only show once control characters are gone.
+fn clean_masked(raw: &[u8], masker: &Masker) -> String {
+    masker.mask(&clean(&masker.mask(&String::from_utf8_lossy(raw))))
+}
+
 /// The deliberate changes between what a process printed and what is
 /// recorded, the only ones besides masking and the size cap: terminal
 /// control sequences (ANSI escapes, 7-bit and 8-bit, and the other control
-/// characters: bell, backspace, NUL...) are removed, and `\r` is resolved:
-/// text after a carriage return overwrites the line, as a terminal would
-/// show it. Everything else, tabs included, is kept byte for byte.
+/// characters: bell, backspace, NUL...) are removed, and a line holding a
+/// carriage return is shown as a terminal shows it: `\r` moves back to the
+/// start of the line, a character overwrites the one under it, a tab moves
+/// on to the next multiple of 8 without erasing. Cells a tab passed over
+/// beyond the end of the line stay a tab while none of them is overwritten,
+/// and become spaces when one is. A `\r` just before the line feed (CRLF)
+/// only ends the line. Everything else, tabs included, is kept byte for
+/// byte.
 pub fn clean(raw: &str) -> String {
-    let mut resolved = String::with_capacity(raw.len());
-    for (i, line) in raw.split('\n').enumerate() {
-        if i > 0 {
-            resolved.push('\n');
-        }
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        resolved.push_str(line.rsplit('\r').next().unwrap_or(line));
-    }
-    let mut text = Text(String::with_capacity(resolved.len()));
+    let mut text = Text::default();
     let mut parser: vte::Parser = vte::Parser::new();
-    parser.advance(&mut text, resolved.as_bytes());
-    text.0
+    parser.advance(&mut text, raw.as_bytes());
+    text.end_line();
+    text.out
 }
 
-/// What a terminal shows as text: printed characters, line feeds and tabs.
-struct Text(String);
+/// Width of a tab stop.
+const TAB: usize = 8;
+
+/// One cell of a line: a character, or part of the gap a tab left beyond
+/// the end of the line (by the index of that tab's gap).
+#[derive(Clone, Copy)]
+enum Cell {
+    Char(char),
+    Tab(usize),
+}
+
+/// What a terminal shows as text: printed characters, line feeds and tabs,
+/// with carriage returns resolved one line at a time.
+#[derive(Default)]
+struct Text {
+    out: String,
+    line: Vec<Cell>,
+    /// Per tab gap of the line: whether no cell of it was overwritten.
+    gaps: Vec<bool>,
+    cursor: usize,
+    /// A `\r` seen, which takes effect if anything but a line feed follows.
+    returned: bool,
+}
+
+impl Text {
+    /// A `\r` followed by more of the line moves back to its start.
+    fn resolve_return(&mut self) {
+        if self.returned {
+            self.returned = false;
+            self.cursor = 0;
+        }
+    }
+
+    fn end_line(&mut self) {
+        let mut cells = self.line.iter().peekable();
+        while let Some(&cell) = cells.next() {
+            match cell {
+                Cell::Char(c) => self.out.push(c),
+                Cell::Tab(gap) if self.gaps[gap] => {
+                    self.out.push('\t');
+                    while cells
+                        .next_if(|c| matches!(c, Cell::Tab(g) if *g == gap))
+                        .is_some()
+                    {}
+                }
+                Cell::Tab(_) => self.out.push(' '),
+            }
+        }
+        self.line.clear();
+        self.gaps.clear();
+        self.cursor = 0;
+        self.returned = false;
+    }
+}
 
 impl vte::Perform for Text {
     fn print(&mut self, c: char) {
-        self.0.push(c);
+        self.resolve_return();
+        match self.line.get_mut(self.cursor) {
+            Some(cell) => {
+                if let Cell::Tab(gap) = *cell {
+                    self.gaps[gap] = false;
+                }
+                *cell = Cell::Char(c);
+            }
+            None => self.line.push(Cell::Char(c)),
+        }
+        self.cursor += 1;
     }
 
     fn execute(&mut self, byte: u8) {
-        if byte == b'\n' || byte == b'\t' {
-            self.0.push(char::from(byte));
+        match byte {
+            b'\n' => {
+                self.end_line();
+                self.out.push('\n');
+            }
+            b'\r' => self.returned = true,
+            b'\t' => {
+                self.resolve_return();
+                let stop = (self.cursor / TAB + 1) * TAB;
+                if stop > self.line.len() {
+                    let gap = self.gaps.len();
+                    self.gaps.push(true);
+                    self.line.resize(stop, Cell::Tab(gap));
+                }
+                self.cursor = stop;
+            }
+            _ => {}
         }
     }
 }
@@ -333,6 +416,41 @@ mod tests {
         assert_eq!(
             clean("\x1b[32mok\x1b[0m\r\nprogress 10%\rprogress 100%\n"),
             "ok\nprogress 100%\n"
+        );
+    }
+
+    #[test]
+    fn carriage_returns_resolve_as_a_terminal_shows_them() {
+        for (raw, shown) in [
+            ("a\tb\rc\n", "c\tb\n"),
+            ("xxyy\rZ", "Zxyy"),
+            ("abcdefgh\r\tX", "abcdefghX"),
+            ("a\tb\rcdefg", "cdefg   b"),
+            ("ab\rX\tY", "Xb\tY"),
+            ("a\t\tb\r\r\n", "a\t\tb\n"),
+            ("1\t2\r\t\t3\r\t4", "1\t4\t3"),
+            ("\x1b[1mbold\x1b[0m\rB", "Bold"),
+            ("done 10%\r", "done 10%"),
+            ("\rx", "x"),
+            ("crlf\r\nnext\r\n", "crlf\nnext\n"),
+            ("\t\tno return\t\n", "\t\tno return\t\n"),
+            ("é日\r¼", "¼日"),
+        ] {
+            assert_eq!(clean(raw), shown, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_masked_before_its_carriage_return_resolves() {
+        let mut masker = Masker::default();
+        masker.add("TOK", "hunter2\rpw");
+        masker.add("ESC", "pass\x1b[0mword");
+        let mut recording = Recording::new(Limits::default());
+        recording.push(b"hunter2\rpw\nx hunter2\rpw y\n");
+        recording.push(b"\x1b[1mpass\x1b[0mword\x1b[0m\n");
+        assert_eq!(
+            recording.text(Limits::default(), &masker),
+            "[masked:TOK]\nx [masked:TOK] y\n[masked:ESC]"
         );
     }
 

@@ -9,7 +9,8 @@
 //! A secret of at least [`SHORT`] characters is also known in the forms
 //! shells and tools print a value in (see [`encoded_forms`]): bash's
 //! `set -x`, `printf %q` and `declare -p` quoting, JSON with non-ASCII
-//! escaped, Python's `repr` and URL encoding.
+//! and DEL escaped, Python's `repr`, `ascii()` and bytes `repr`, and URL
+//! encoding.
 //! Streamed output is masked with [`LiveMask`], which holds back text that
 //! could be the start of a secret until the rest has arrived.
 
@@ -27,6 +28,12 @@ pub const SHORT: usize = 4;
 pub struct Masker {
     /// (name, value), longest values first so overlapping ones mask fully.
     values: Vec<(String, String)>,
+}
+
+/// A piece of text being masked: text still to mask, or a mark.
+enum Part {
+    Text(String),
+    Mark(String),
 }
 
 fn shapes() -> &'static [(Regex, &'static str)] {
@@ -66,8 +73,9 @@ impl Masker {
         }
         if value.chars().count() >= SHORT {
             forms.extend(encoded_forms(value));
-            // Recorded output is cleaned (control characters and `\r`
-            // overwrites) before it is masked: so must the forms be.
+            // Recorded output is masked as printed, then cleaned (control
+            // characters and `\r` overwrites) and masked again: the cleaned
+            // forms find a secret that shows whole only once cleaned.
             let stripped: Vec<String> = forms
                 .iter()
                 .map(|form| crate::run::output::clean(form))
@@ -121,31 +129,93 @@ impl Masker {
     }
 
     /// Known values first (longest first), then token shapes, then short
-    /// values, which would otherwise cut into tokens and longer secrets.
+    /// values, which would otherwise cut into tokens and longer secrets. A
+    /// mark already in `text` (`[masked:NAME]` of a name this masker
+    /// knows) is left as it is, so text can be masked twice.
     pub fn mask(&self, text: &str) -> String {
-        let mut text = text.to_string();
         let (long, short): (Vec<_>, Vec<_>) = self
             .values
             .iter()
             .partition(|(_, v)| v.chars().count() >= SHORT);
-        for (name, value) in long {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), &format!("[masked:{name}]"));
+        let mut parts = self.marked(text);
+        let replace = |parts: Vec<Part>, value: &str, name: &str| -> Vec<Part> {
+            let mut out = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    Part::Text(text) if text.contains(value) => {
+                        for (i, piece) in text.split(value).enumerate() {
+                            if i > 0 {
+                                out.push(Part::Mark(format!("[masked:{name}]")));
+                            }
+                            out.push(Part::Text(piece.to_string()));
+                        }
+                    }
+                    part => out.push(part),
+                }
             }
+            out
+        };
+        for (name, value) in long {
+            parts = replace(parts, value, name);
         }
         for (re, name) in shapes() {
-            if re.is_match(&text) {
-                text = re
-                    .replace_all(&text, format!("[masked:{name}]"))
-                    .into_owned();
+            let mut out = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    Part::Text(text) if re.is_match(&text) => {
+                        let mut from = 0;
+                        for found in re.find_iter(&text) {
+                            out.push(Part::Text(text[from..found.start()].to_string()));
+                            out.push(Part::Mark(format!("[masked:{name}]")));
+                            from = found.end();
+                        }
+                        out.push(Part::Text(text[from..].to_string()));
+                    }
+                    part => out.push(part),
+                }
             }
+            parts = out;
         }
         for (name, value) in short {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), &format!("[masked:{name}]"));
+            parts = replace(parts, value, name);
+        }
+        parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Text(text) | Part::Mark(text) => text,
+            })
+            .collect()
+    }
+
+    /// `text` cut into the marks of names this masker knows and the text
+    /// between them.
+    fn marked(&self, text: &str) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        let mut searched = 0;
+        while let Some(at) = rest[searched..].find("[masked:").map(|i| i + searched) {
+            let after = &rest[at + "[masked:".len()..];
+            let names = self
+                .values
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .chain(shapes().iter().map(|(_, name)| *name));
+            let mark = names
+                .filter(|name| after.starts_with(name) && after[name.len()..].starts_with(']'))
+                .map(|name| "[masked:".len() + name.len() + 1)
+                .max();
+            match mark {
+                Some(len) => {
+                    parts.push(Part::Text(rest[..at].to_string()));
+                    parts.push(Part::Mark(rest[at..at + len].to_string()));
+                    rest = &rest[at + len..];
+                    searched = 0;
+                }
+                None => searched = at + 1,
             }
         }
-        text
+        parts.push(Part::Text(rest.to_string()));
+        parts
     }
 
     /// Whether `text` holds a known secret or a token shape.
@@ -202,18 +272,26 @@ impl Masker {
 /// The forms shells and tools print `value` in, without the quotes around
 /// them: `set -x` and `'...'` quoting (`'\''` for a quote), `printf %q`
 /// (backslashes before specials, or `$'...'` with `\n`, `\E`, octal),
-/// `declare -p` (`"..."` with `\"`, `\$`, `\\`), JSON with non-ASCII as
-/// `\uXXXX` (Python's `json.dumps`), Python's `repr`, and URL encoding
-/// (`%20` or `+` for a space; `/` kept or encoded; JavaScript's
-/// `encodeURIComponent`). Forms equal to the value are left out.
+/// `declare -p` (`"..."` with `\"`, `\$`, `\\`), JSON with everything
+/// beyond printable ASCII as `\uXXXX` (Python's `json.dumps`) or with only
+/// control characters and DEL escaped (jq's `@json`), in lower- or
+/// upper-case hex, Python's `repr`, `ascii()` and the `repr` of the UTF-8
+/// bytes (`s.encode()`), and URL encoding (`%20` or `+` for a space; `/`
+/// kept or encoded; JavaScript's `encodeURIComponent`). Forms equal to the
+/// value are left out.
 pub fn encoded_forms(value: &str) -> Vec<String> {
     let mut forms = vec![
         value.replace('\'', r"'\''"),
         backslash_quoted(value),
         ansi_c_quoted(value),
         crate::quoting::escape_double(value),
-        json_ascii(value),
-        python_repr(value),
+        json_escaped(value, true, false),
+        json_escaped(value, true, true),
+        json_escaped(value, false, false),
+        json_escaped(value, false, true),
+        python_repr(value, false),
+        python_repr(value, true),
+        python_bytes_repr(value),
     ];
     for keep in ["", "/", "!*'()"] {
         for plus in [false, true] {
@@ -265,39 +343,112 @@ fn ansi_c_quoted(value: &str) -> String {
     out
 }
 
-/// JSON string contents with every non-ASCII character escaped.
-fn json_ascii(value: &str) -> String {
-    let json = serde_json::to_string(value).expect("strings serialise");
-    let mut out = String::with_capacity(json.len());
-    for c in json[1..json.len() - 1].chars() {
-        if c.is_ascii() {
-            out.push(c);
+/// JSON string contents as `json.dumps` writes them (`ascii`: every
+/// character outside printable ASCII as `\uXXXX`, surrogate pairs above
+/// U+FFFF) or as jq's `@json` does (`!ascii`: control characters and DEL
+/// escaped, the rest as it is); `upper` for upper-case hex digits.
+fn json_escaped(value: &str, ascii: bool, upper: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    let unit = |out: &mut String, unit: u16| {
+        if upper {
+            out.push_str(&format!("\\u{unit:04X}"));
         } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
+            out.push_str(&format!("\\u{unit:04x}"));
+        }
+    };
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            '\u{8}' => out.push_str(r"\b"),
+            '\u{c}' => out.push_str(r"\f"),
+            c if c.is_ascii_control() => unit(&mut out, c as u16),
+            c if c.is_ascii() || !ascii => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for &u in c.encode_utf16(&mut units).iter() {
+                    unit(&mut out, u);
+                }
             }
         }
     }
     out
 }
 
-/// Python's `repr` of a string, without its quotes.
-fn python_repr(value: &str) -> String {
-    let double = value.contains('\'') && !value.contains('"');
+/// The quote Python's `repr` puts around a text: `"` when it holds a `'`
+/// and no `"`, `'` otherwise.
+fn python_quote(has_single: bool, has_double: bool) -> char {
+    if has_single && !has_double {
+        '"'
+    } else {
+        '\''
+    }
+}
+
+/// Whether Python's `str.isprintable` is false for a character beyond
+/// Latin-1 (the common ones: separators, format characters, private use).
+fn python_unprintable(c: char) -> bool {
+    matches!(c as u32,
+        0x1680 | 0x180e | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064
+        | 0x2066..=0x206f | 0x3000 | 0xfeff | 0xfff9..=0xfffb | 0x600..=0x605
+        | 0x61c | 0x6dd | 0x70f | 0xe000..=0xf8ff | 0xf0000..)
+}
+
+/// A character as Python escapes it: `\xNN`, `\uNNNN` or `\UNNNNNNNN`.
+fn python_escape(out: &mut String, c: char) {
+    match c as u32 {
+        n @ 0..=0xff => out.push_str(&format!("\\x{n:02x}")),
+        n @ 0x100..=0xffff => out.push_str(&format!("\\u{n:04x}")),
+        n => out.push_str(&format!("\\U{n:08x}")),
+    }
+}
+
+/// Python's `repr` of a string, without its quotes; with `ascii`, its
+/// `ascii()`, every character beyond ASCII escaped.
+fn python_repr(value: &str, ascii: bool) -> String {
+    let quote = python_quote(value.contains('\''), value.contains('"'));
     let mut out = String::with_capacity(value.len() * 2);
     for c in value.chars() {
         match c {
             '\\' => out.push_str(r"\\"),
-            '\'' if !double => out.push_str(r"\'"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
             '\n' => out.push_str(r"\n"),
             '\t' => out.push_str(r"\t"),
             '\r' => out.push_str(r"\r"),
             c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
+                python_escape(&mut out, c)
             }
-            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if ascii && !c.is_ascii() => python_escape(&mut out, c),
+            c if python_unprintable(c) => python_escape(&mut out, c),
             c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Python's `repr` of the UTF-8 bytes of a string (`s.encode()`), without
+/// the `b` and the quotes: bytes beyond printable ASCII as `\xNN`.
+fn python_bytes_repr(value: &str) -> String {
+    let quote = python_quote(value.contains('\''), value.contains('"'));
+    let mut out = String::with_capacity(value.len() * 4);
+    for byte in value.bytes() {
+        match byte {
+            b'\\' => out.push_str(r"\\"),
+            b'\n' => out.push_str(r"\n"),
+            b'\t' => out.push_str(r"\t"),
+            b'\r' => out.push_str(r"\r"),
+            b if char::from(b) == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            b if !(0x20..0x7f).contains(&b) => out.push_str(&format!("\\x{b:02x}")),
+            b => out.push(char::from(b)),
         }
     }
     out
@@ -410,6 +561,20 @@ mod tests {
     }
 
     #[test]
+    fn masking_twice_leaves_marks_alone() {
+        let mut masker = Masker::default();
+        masker.add("PASSWORD", "hunter22");
+        masker.add("M", "as");
+        masker.add("SECRET", "masked");
+        let once = masker.mask("hunter22 as masked [masked:OTHER]");
+        assert_eq!(
+            once,
+            "[masked:PASSWORD] [masked:M] [masked:SECRET] [[masked:SECRET]:OTHER]"
+        );
+        assert_eq!(masker.mask(&once), once);
+    }
+
+    #[test]
     fn json_secrets_mask_every_string_inside() {
         let mut masker = Masker::default();
         let value = serde_json::json!({"user": "admin-user", "password": "p@ss\"word", "n": 3, "tags": ["k1"]});
@@ -439,6 +604,29 @@ mod tests {
         let mut short = Masker::default();
         short.add("S", "a b");
         assert_eq!(short.mask("a%20b a\\ b"), "a%20b a\\ b");
+    }
+
+    #[test]
+    fn python_and_json_escapes_of_non_ascii_are_masked() {
+        let mut masker = Masker::default();
+        masker.add("S", "pässwörd");
+        masker.add("Q", "it's 😀\u{7f}\u{200b}");
+        for printed in [
+            // bytes repr, ascii() and json.dumps (ensure_ascii).
+            r"b'p\xc3\xa4ssw\xc3\xb6rd'",
+            r"'p\xe4ssw\xf6rd'",
+            r#""p\u00e4ssw\u00f6rd""#,
+            r#""p\u00E4ssw\u00F6rd""#,
+            r#"b"it's \xf0\x9f\x98\x80\x7f\xe2\x80\x8b""#,
+            r#""it's \U0001f600\x7f\u200b""#,
+            r#""it's 😀\x7f\u200b""#,
+            r#""it's \ud83d\ude00\u007f\u200b""#,
+            // jq's @json: DEL escaped, the rest as it is.
+            "\"it's 😀\\u007f\u{200b}\"",
+        ] {
+            assert!(masker.mask(printed).contains("[masked:"), "{printed}");
+            assert_eq!(masker.mask(printed).matches("[masked:").count(), 1);
+        }
     }
 
     #[test]
