@@ -14,6 +14,7 @@ mod hostile_exports;
 mod hostile_notebooks;
 mod hostile_runtime;
 mod hostile_templates;
+mod hostile_writes;
 mod lab;
 mod lab_tools;
 mod list;
