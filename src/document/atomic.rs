@@ -610,4 +610,101 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_file_cell_lands_in_the_folder_it_reached_whatever_is_swapped_in_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let target = crate::paths::beneath(root, "a/x.yaml").unwrap();
+        // The folder moved away and a link out put in its place; then the
+        // file's own name a link out.
+        fs::rename(root.join("a"), root.join("b")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("victim"), root.join("b/x.yaml")).unwrap();
+        fs::write(outside.path().join("victim"), "precious").unwrap();
+        assert!(write_beneath(&target, b"x: 1\n", Some(0o600)).unwrap());
+        assert_eq!(fs::read(root.join("b/x.yaml")).unwrap(), b"x: 1\n");
+        // The link was replaced, not followed.
+        let meta = fs::symlink_metadata(root.join("b/x.yaml")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        assert_eq!(names(outside.path()), ["victim"]);
+        assert_eq!(
+            fs::read(outside.path().join("victim")).unwrap(),
+            b"precious"
+        );
+        assert_eq!(names(&root.join("b")), ["x.yaml"]);
+    }
+
+    #[test]
+    fn a_file_cell_keeps_an_unchanged_file_and_refuses_what_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let target = crate::paths::beneath(root, "k.yaml").unwrap();
+        // A stale temp file of a process that is gone goes on the next write.
+        fs::write(root.join(".k.yaml.runbook-999999999-abc.tmp"), "x").unwrap();
+        assert!(write_beneath(&target, b"k", None).unwrap());
+        assert_eq!(names(root), ["k.yaml"]);
+        assert_eq!(
+            fs::metadata(root.join("k.yaml")).unwrap().mode() & 0o7777,
+            0o644
+        );
+        let before = fs::metadata(root.join("k.yaml"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // The same bytes: not written again, but given the mode asked for.
+        assert!(!write_beneath(&target, b"k", Some(0o600)).unwrap());
+        let meta = fs::metadata(root.join("k.yaml")).unwrap();
+        assert_eq!(meta.modified().unwrap(), before);
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        // A new text keeps the mode the file has.
+        assert!(write_beneath(&target, b"k2", None).unwrap());
+        assert_eq!(
+            fs::metadata(root.join("k.yaml")).unwrap().mode() & 0o7777,
+            0o600
+        );
+        // A FIFO or a folder at the name is never written.
+        let fifo = std::ffi::CString::new(root.join("pipe").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        fs::create_dir(root.join("sub")).unwrap();
+        for name in ["pipe", "sub"] {
+            let target = crate::paths::beneath(root, name).unwrap();
+            let error = write_beneath(&target, b"x", None).unwrap_err();
+            assert!(error.to_string().contains("not a regular file"), "{error}");
+        }
+        assert_eq!(names(root), ["k.yaml", "pipe", "sub"]);
+    }
+
+    #[test]
+    fn a_temp_file_that_is_not_renamed_is_removed_from_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let target = crate::paths::beneath(root, "a/x.yaml").unwrap();
+        // The folder moved meanwhile: the temp file is removed from it all
+        // the same, by its descriptor.
+        fs::rename(root.join("a"), root.join("b")).unwrap();
+        drop(TempAt::create(&target.folder, &target.name, 0o600).unwrap());
+        assert!(names(&root.join("b")).is_empty());
+        // A rename that fails (a folder, not empty, at the name) leaves
+        // nothing behind either.
+        fs::create_dir_all(root.join("b/x.yaml/full")).unwrap();
+        let temp = TempAt::create(&target.folder, &target.name, 0o600).unwrap();
+        assert!(temp.persist(b"x").is_err());
+        assert_eq!(names(&root.join("b")), ["x.yaml"]);
+    }
 }
