@@ -16,6 +16,7 @@ mod hostile_masking;
 mod hostile_notebooks;
 mod hostile_runtime;
 mod hostile_templates;
+mod hostile_writes;
 mod lab;
 mod lab_tools;
 mod list;

@@ -484,14 +484,11 @@ impl Session {
                 secret_names_in(&self.masker.mask(text))
             ));
         }
-        let target = crate::paths::inside(&self.folder, path)?;
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        // A folder made above may hold a link out; check again, resolved.
-        let target = crate::paths::inside(&self.folder, path)?;
-        crate::atomic::write_if_changed_with_mode(&target, text.as_bytes(), mode)
-            .map_err(|e| format!("{}: {e}", target.display()))?;
+        // Reached and written through the folder held open, so a link
+        // swapped in meanwhile cannot lead the write out.
+        let target = crate::paths::beneath(&self.folder, path)?;
+        crate::atomic::write_beneath(&target, text.as_bytes(), mode)
+            .map_err(|e| format!("{}: {e}", self.folder.join(path).display()))?;
         Ok(())
     }
 }
