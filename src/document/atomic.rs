@@ -16,10 +16,11 @@
 //! rename, the clean-up) names the folder by its descriptor, never by a path,
 //! so the file lands in that folder whatever is renamed or linked meanwhile.
 
+use crate::document::paths::{c_name, owned};
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -322,18 +323,6 @@ fn temp_suffix() -> String {
             char::from_digit(digit, 36).unwrap_or('0')
         })
         .collect()
-}
-
-fn c_name(name: &OsStr) -> io::Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just returned by the kernel, owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Opens `name` in `dir`, never through a link.

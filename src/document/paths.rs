@@ -264,11 +264,13 @@ pub fn beneath(folder: &Path, relative: &str) -> Result<Beneath, String> {
     }
 }
 
-fn c_name(name: &OsStr) -> io::Result<CString> {
+/// `name` for a system call.
+pub(crate) fn c_name(name: &OsStr) -> io::Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+/// A descriptor a system call returned, or its error.
+pub(crate) fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
