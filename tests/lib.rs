@@ -6,6 +6,7 @@ mod browser;
 mod check;
 mod commonmark;
 mod crash;
+mod dialects;
 mod document;
 mod export_tools;
 mod fuzz;

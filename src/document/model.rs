@@ -50,7 +50,10 @@ impl Interpreter {
             "bash" => Interpreter::Bash,
             "sh" => Interpreter::Sh,
             "zsh" => Interpreter::Zsh,
-            "pwsh" | "powershell" => Interpreter::Pwsh,
+            // Azure docs' fences for Azure PowerShell.
+            "pwsh" | "powershell" | "azurepowershell" | "azurepowershell-interactive" => {
+                Interpreter::Pwsh
+            }
             "python" | "python3" => Interpreter::Python,
             _ => return None,
         })
@@ -75,11 +78,21 @@ impl Interpreter {
 /// The tool tags: cells run by bash whose tag names the tool they drive.
 pub const TOOL_TAGS: [&str; 3] = ["az", "kubectl", "helm"];
 
+/// The tool a language word names: a tool tag, or one of the fences Azure
+/// docs write Azure CLI examples in (`azurecli`, `azurecli-interactive`,
+/// `azure-cli`), which are `az` cells.
+pub fn tool_for(lang: &str) -> Option<&'static str> {
+    match lang {
+        "azurecli" | "azurecli-interactive" | "azure-cli" => Some("az"),
+        tag => TOOL_TAGS.iter().copied().find(|t| *t == tag),
+    }
+}
+
 /// The interpreter for a language word, `shell_setting` answering `shell`.
 pub fn interpreter_for(lang: &str, shell_setting: Interpreter) -> Option<Interpreter> {
     match lang {
         "shell" => Some(shell_setting),
-        tag if TOOL_TAGS.contains(&tag) => Some(Interpreter::Bash),
+        tag if tool_for(tag).is_some() => Some(Interpreter::Bash),
         other => Interpreter::from_name(other),
     }
 }
@@ -240,8 +253,8 @@ impl Cell {
         let mut programs = Vec::new();
         if let CellKind::Code { interpreter } = self.kind {
             programs.push(interpreter.program().to_string());
-            if TOOL_TAGS.contains(&self.lang.as_str()) {
-                programs.push(self.lang.clone());
+            if let Some(tool) = tool_for(&self.lang) {
+                programs.push(tool.to_string());
             }
         }
         programs

@@ -1,0 +1,70 @@
+//! Documents written for other tools: Azure docs' fences are cells of the
+//! tool they name.
+
+use crate::support::{executable, Test};
+
+#[test]
+fn azure_docs_fences_are_az_and_pwsh_cells() {
+    let test = Test::new();
+    test.write("bin/az", "#!/bin/sh\necho \"az called with: $*\"\n");
+    executable(&test.path("bin/az"));
+    let doc = "# Create a group\n\n```azurecli-interactive\naz group create -n rg1\n```\n\n```azurecli\naz group show -n rg1\n```\n\n```azure-cli\naz group delete -n rg1\n```\n\n```azurepowershell-interactive\nGet-AzResourceGroup\n```\n\nA transcript stays prose:\n\n```console\n$ az version\n```\n\n```shell-session\n$ az login\n```\n";
+    test.write("doc.md", doc);
+    let list = test.run(&["list", "doc.md", "--json"]).code(0);
+    let langs: Vec<String> = list
+        .stdout
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["lang"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        langs,
+        [
+            "azurecli-interactive",
+            "azurecli",
+            "azure-cli",
+            "azurepowershell-interactive"
+        ]
+    );
+    // The Azure CLI cells need `az`, the PowerShell one `pwsh`.
+    let path = format!(
+        "{}:{}",
+        test.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let check = test.run_env(&["check", "doc.md"], &[("PATH", &path)]);
+    let said = format!("{}{}", check.stdout, check.stderr);
+    assert!(
+        said.contains("doc.md: az: az called with: --version"),
+        "{said}"
+    );
+    assert!(said.contains("doc.md: pwsh:"), "{said}");
+    // Without the PowerShell cell, the az cells run with bash and `az`.
+    test.write(
+        "az.md",
+        &doc.replace(
+            "```azurepowershell-interactive\nGet-AzResourceGroup\n```\n",
+            "",
+        ),
+    );
+    test.run_env(&["run", "az.md"], &[("PATH", &path)]).code(0);
+    let after = test.read("az.md");
+    for call in [
+        "az called with: group create -n rg1",
+        "az called with: group show -n rg1",
+        "az called with: group delete -n rg1",
+    ] {
+        assert!(
+            after.contains(&format!("```output\n{call}\n```")),
+            "{after}"
+        );
+    }
+    // Without `az` on the PATH, the run says so before anything runs.
+    test.write("az2.md", &test.read("az.md"));
+    let run = test
+        .run_env(&["run", "az2.md"], &[("PATH", "/usr/bin:/bin")])
+        .code(2);
+    assert!(run.stderr.contains("`az` is not on PATH"), "{}", run.stderr);
+}
