@@ -133,6 +133,17 @@ pub struct TestArgs {
     /// Test this many files at once (default: one per core)
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// What a file with no cell to test is: a failure (default), a warning, or a pass
+    #[arg(long, value_enum, default_value_t = NoTests::Fail)]
+    pub no_tests: NoTests,
+}
+
+/// What `runbook test` makes of a file with nothing to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoTests {
+    Fail,
+    Warn,
+    Pass,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -128,6 +128,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .map(usize::from)
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 color: terminal::color(std::io::stdout().is_terminal()),
+                no_tests: args.no_tests,
             };
             let files: Vec<std::path::PathBuf> = match args.partition {
                 Some(share) => {

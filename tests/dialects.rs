@@ -68,3 +68,40 @@ fn azure_docs_fences_are_az_and_pwsh_cells() {
         .code(2);
     assert!(run.stderr.contains("`az` is not on PATH"), "{}", run.stderr);
 }
+
+#[test]
+fn a_document_with_nothing_to_run_never_passes_a_test_silently() {
+    let test = Test::new();
+    // An article whose examples are all transcripts or unknown fences.
+    test.write(
+        "article.md",
+        "# Deploy\n\n```console\n$ az group create -n rg1\n```\n\n```text\nsome output\n```\n\n```bash {skip}\necho never\n```\n",
+    );
+    let check = test.run(&["check", "article.md"]).code(0);
+    let said = format!("{}{}", check.stdout, check.stderr);
+    assert!(
+        said.contains("no cell runs: nothing in this document is tested or run")
+            && said.contains("article.md:1:1"),
+        "{said}"
+    );
+    let run = test.run(&["test", "article.md"]).code(1);
+    assert!(
+        run.stdout.contains("article.md: FAILED: no cell to run"),
+        "{}",
+        run.stdout
+    );
+    let run = test
+        .run(&["test", "article.md", "--no-tests", "warn"])
+        .code(0);
+    assert!(
+        run.stdout.contains("warning: no cell to run"),
+        "{}",
+        run.stdout
+    );
+    test.run(&["test", "article.md", "--no-tests", "pass"])
+        .code(0);
+    // One file with cells beside it does not hide the empty one.
+    test.write("ok.md", "```bash\necho hi\n```\n```output\nhi\n```\n");
+    test.run(&["test", "ok.md", "article.md"]).code(1);
+    test.run(&["test", "ok.md"]).code(0);
+}

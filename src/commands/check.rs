@@ -160,6 +160,17 @@ fn check_within_budget(path: &Path) -> Report {
     report
         .diagnostics
         .extend(shell_variable_warnings(&loaded, &defined));
+    if !runbook
+        .cells
+        .iter()
+        .any(|cell| cell.interpreter().is_some() && !cell.options.skip)
+    {
+        let first_line = 0..crate::lines::line_end(&loaded.source, 0);
+        report.diagnostics.push(
+            Diagnostic::warning("no cell runs: nothing in this document is tested or run", first_line)
+                .help("a fenced block runs when its info string starts with a cell language: bash, sh, zsh, pwsh, python, az, kubectl, helm, azurecli..."),
+        );
+    }
     let mut known = crate::analysis::known_names(runbook);
     known.extend(defined.iter().cloned());
     report

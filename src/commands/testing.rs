@@ -20,6 +20,8 @@ pub struct Options {
     pub update: bool,
     pub jobs: usize,
     pub color: bool,
+    /// What a file with no cell to run is.
+    pub no_tests: crate::cli::NoTests,
 }
 
 /// The verdict on one cell.
@@ -49,6 +51,8 @@ pub struct FileResult {
     pub cells: Vec<CellVerdict>,
     pub error: Option<String>,
     pub updated: bool,
+    /// The file has no cell that runs: nothing was tested.
+    pub empty: bool,
 }
 
 /// A cell's fresh result, from the run's JSON events.
@@ -87,6 +91,7 @@ fn test_file(path: &Path, options: &Options) -> FileResult {
         cells: Vec::new(),
         error: None,
         updated: false,
+        empty: false,
     };
     let loaded = match load(path) {
         Ok(loaded) => loaded,
@@ -95,6 +100,14 @@ fn test_file(path: &Path, options: &Options) -> FileResult {
             return result;
         }
     };
+    result.empty = !loaded
+        .runbook
+        .cells
+        .iter()
+        .any(|cell| cell.interpreter().is_some() && !cell.options.skip);
+    if result.empty {
+        return result;
+    }
     match run_in_scratch(&loaded, options) {
         Ok(fresh) => compare(&loaded, &fresh, options, &mut result),
         Err(message) => result.error = Some(message),
@@ -303,13 +316,32 @@ pub fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Prints the results and the `N passed, M failed, K skipped` summary;
 /// returns the exit status: 1 when a cell failed (with `--update`, when
-/// one failed that could not be updated), 2 when a file could not be
+/// one failed that could not be updated) or a file had no cell to run
+/// (unless `--no-tests` says otherwise), 2 when a file could not be
 /// tested at all, else 0.
-pub fn print(results: &[FileResult], _options: &Options) -> i32 {
+pub fn print(results: &[FileResult], options: &Options) -> i32 {
     let (mut passed, mut failed, mut skipped, mut updated, mut broken) = (0, 0, 0, 0, 0);
+    let mut empty = 0;
     for result in results {
         let name = result.path.display();
         out_line(&format!("test {name}"));
+        if result.empty {
+            match options.no_tests {
+                crate::cli::NoTests::Fail => {
+                    empty += 1;
+                    out_line(&format!(
+                        "{name}: FAILED: no cell to run, so nothing was tested (--no-tests=warn or =pass allows it)"
+                    ));
+                }
+                crate::cli::NoTests::Warn => {
+                    out_line(&format!(
+                        "{name}: warning: no cell to run, so nothing was tested"
+                    ));
+                }
+                crate::cli::NoTests::Pass => {}
+            }
+            continue;
+        }
         if let Some(error) = &result.error {
             broken += 1;
             crate::terminal::out(error);
@@ -352,7 +384,10 @@ pub fn print(results: &[FileResult], _options: &Options) -> i32 {
     out_line(&format!(
         "{passed} passed, {failed} failed, {skipped} skipped"
     ));
-    if failed > 0 {
+    if empty > 0 {
+        out_line(&format!("{empty} file(s) with no cell to run"));
+    }
+    if failed > 0 || empty > 0 {
         1
     } else if broken > 0 {
         2
