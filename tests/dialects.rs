@@ -90,6 +90,13 @@ fn a_document_with_nothing_to_run_never_passes_a_test_silently() {
         "{}",
         run.stdout
     );
+    // The summary stays the last line, which CI summaries read.
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("0 passed, 0 failed, 0 skipped"),
+        "{}",
+        run.stdout
+    );
     let run = test
         .run(&["test", "article.md", "--no-tests", "warn"])
         .code(0);

@@ -381,12 +381,13 @@ pub fn print(results: &[FileResult], options: &Options) -> i32 {
     if updated > 0 {
         out_line(&format!("{updated} updated"));
     }
-    out_line(&format!(
-        "{passed} passed, {failed} failed, {skipped} skipped"
-    ));
     if empty > 0 {
         out_line(&format!("{empty} file(s) with no cell to run"));
     }
+    // Last, alone on its line: CI summaries read it.
+    out_line(&format!(
+        "{passed} passed, {failed} failed, {skipped} skipped"
+    ));
     if failed > 0 || empty > 0 {
         1
     } else if broken > 0 {
