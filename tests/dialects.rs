@@ -112,3 +112,27 @@ fn a_document_with_nothing_to_run_never_passes_a_test_silently() {
     test.run(&["test", "ok.md", "article.md"]).code(1);
     test.run(&["test", "ok.md"]).code(0);
 }
+
+#[test]
+fn a_placeholder_in_a_cell_is_named_as_one_with_the_caret_on_it() {
+    let test = Test::new();
+    test.write(
+        "doc.md",
+        "# Create\n\n```bash\nexport CLUSTER=<cluster-name>\necho \"$CLUSTER\"\n```\n\n```azurecli\naz aks show -g \"$RG\" -n <name>\n```\n\n```bash\necho '<quoted>' \"<also-quoted>\"\n```\n",
+    );
+    let run = test.run(&["check", "doc.md"]).code(1);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        said.contains("`<cluster-name>` looks like a placeholder: make it a param")
+            && said.contains("doc.md:4:16")
+            && said.contains("declare `CLUSTER_NAME` under `params:`"),
+        "{said}"
+    );
+    assert!(
+        said.contains("`<name>` looks like a placeholder") && said.contains("doc.md:9:"),
+        "{said}"
+    );
+    // Quoted, it is text, and bash accepts it.
+    assert!(!said.contains("quoted>"), "{said}");
+    assert_eq!(said.matches("looks like a placeholder").count(), 2, "{said}");
+}

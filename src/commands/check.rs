@@ -353,6 +353,25 @@ fn syntax_errors(
                     .map(|at| start + at..start + at + token.len())
             })
             .unwrap_or(start..end);
+        if let Some(placeholder) = placeholder_in(&loaded.source, start..end) {
+            let name = loaded.source[placeholder.start + 1..placeholder.end - 1]
+                .to_ascii_uppercase()
+                .replace('-', "_");
+            diagnostics.push(
+                Diagnostic::error(
+                    format!(
+                        "`{}` looks like a placeholder: make it a param",
+                        &loaded.source[placeholder.clone()]
+                    ),
+                    placeholder,
+                )
+                .help(format!(
+                    "declare `{name}` under `params:` in the front matter (or pass --set {name}=...), and write \"${name}\" here; `{} -n` rejects the cell as it is",
+                    interpreter.program()
+                )),
+            );
+            continue;
+        }
         diagnostics.push(
             Diagnostic::error(format!("{} syntax: {text}", interpreter.program()), span).help(
                 format!(
@@ -363,6 +382,20 @@ fn syntax_errors(
         );
     }
     (diagnostics, rejected)
+}
+
+/// A `<name>` placeholder (as docs write `<cluster-name>`) in `range` of
+/// `source`, outside quotes: the shell reads it as redirections.
+fn placeholder_in(source: &str, range: std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+    static PLACEHOLDER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let pattern = PLACEHOLDER
+        .get_or_init(|| regex::Regex::new(r"<[A-Za-z][A-Za-z0-9_.-]*>").expect("valid pattern"));
+    let line = &source[range.clone()];
+    pattern.find_iter(line).find_map(|found| {
+        let before = &line[..found.start()];
+        let quoted = before.matches('\'').count() % 2 == 1 || before.matches('"').count() % 2 == 1;
+        (!quoted).then(|| range.start + found.start()..range.start + found.end())
+    })
 }
 
 /// ShellCheck's findings (warnings and errors) on each shell cell as it
