@@ -134,5 +134,9 @@ fn a_placeholder_in_a_cell_is_named_as_one_with_the_caret_on_it() {
     );
     // Quoted, it is text, and bash accepts it.
     assert!(!said.contains("quoted>"), "{said}");
-    assert_eq!(said.matches("looks like a placeholder").count(), 2, "{said}");
+    assert_eq!(
+        said.matches("looks like a placeholder").count(),
+        2,
+        "{said}"
+    );
 }

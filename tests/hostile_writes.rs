@@ -108,19 +108,7 @@ fn a_link_swapped_while_file_cells_are_written_never_leads_out() {
         swap_link(&link, &["../outside", "d.real"], stop)
     })
     .code(0);
-    let escaped = walk(&outside);
-    assert!(
-        escaped.is_empty(),
-        "{} files written outside the folder: {escaped:?}",
-        escaped.len()
-    );
-    each_cell_wrote_inside_or_was_refused(&book.join("d.real"), &run.stderr);
-    // No temp file is left anywhere.
-    let temps: Vec<_> = walk(test.dir.path())
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
-        .collect();
-    assert!(temps.is_empty(), "{temps:?}");
+    nothing_escaped(&test, &outside, &book.join("d.real"), &run.stderr);
 }
 
 #[test]
@@ -142,19 +130,25 @@ fn a_folder_exchanged_with_a_link_while_file_cells_are_written_never_leads_out()
         }
     })
     .code(0);
-    let escaped = walk(&outside);
-    assert!(
-        escaped.is_empty(),
-        "{} files written outside the folder: {escaped:?}",
-        escaped.len()
-    );
     // The real folder is `d` or `d.out` now, whichever the swapper left.
     let real = ["d", "d.out"]
         .iter()
         .map(|name| book.join(name))
         .find(|path| std::fs::symlink_metadata(path).unwrap().is_dir())
         .unwrap();
-    each_cell_wrote_inside_or_was_refused(&real, &run.stderr);
+    nothing_escaped(&test, &outside, &real, &run.stderr);
+}
+
+/// Nothing was written in `outside`, every cell wrote into `real` or was
+/// refused, and no temp file is left anywhere.
+fn nothing_escaped(test: &Test, outside: &Path, real: &Path, stderr: &str) {
+    let escaped = walk(outside);
+    assert!(
+        escaped.is_empty(),
+        "{} files written outside the folder: {escaped:?}",
+        escaped.len()
+    );
+    each_cell_wrote_inside_or_was_refused(real, stderr);
     let temps: Vec<_> = walk(test.dir.path())
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".tmp"))
