@@ -126,7 +126,7 @@ fn a_folder_exchanged_with_a_link_while_file_cells_are_written_never_leads_out()
     let (folder, link) = (book.join("d"), book.join("d.out"));
     let run = run_while(&book, &["run", "race.md", "--no-write"], move |stop| {
         while !stop.load(Ordering::Relaxed) {
-            exchange(&folder, &link);
+            runbook::document::atomic::exchange(&folder, &link).unwrap();
         }
     })
     .code(0);
@@ -154,25 +154,6 @@ fn nothing_escaped(test: &Test, outside: &Path, real: &Path, stderr: &str) {
         .filter(|p| p.to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(temps.is_empty(), "{temps:?}");
-}
-
-/// Swaps two paths in one step (renameat2 with RENAME_EXCHANGE).
-fn exchange(a: &Path, b: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let a = std::ffi::CString::new(a.as_os_str().as_bytes()).unwrap();
-    let b = std::ffi::CString::new(b.as_os_str().as_bytes()).unwrap();
-    // SAFETY: both are valid NUL-terminated paths that live across the call.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
 }
 
 #[test]

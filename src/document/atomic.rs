@@ -504,7 +504,7 @@ pub fn conflict_path(target: &Path) -> PathBuf {
 }
 
 /// Swaps two paths in one step (renameat2 with RENAME_EXCHANGE).
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     let a = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let b = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: both are valid NUL-terminated paths that live across the call.

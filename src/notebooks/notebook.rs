@@ -673,6 +673,19 @@ pub fn import(text: &str, dib: bool, stem: &str) -> Result<Read, String> {
     })
 }
 
+/// The blank lines a kept cell had before it, when the metadata keeps
+/// only blank lines there (anything else could hide text).
+fn push_blank_before(keep: &Value, edited: &mut Vec<Edited>) {
+    if let Some(before) = keep["before"].as_str() {
+        if before.trim().is_empty() {
+            edited.push(Edited::Prose {
+                kept: Some(before.to_string()),
+                text: String::new(),
+            });
+        }
+    }
+}
+
 /// The document runbook's export kept in a notebook, when it runs exactly
 /// the notebook's visible cells; otherwise `None`, with why in `notes`.
 fn kept_read(
@@ -1116,14 +1129,7 @@ fn ipynb_kept(notebook: &Value, notes: &mut Vec<String>) -> Option<(String, Runs
         };
         match shown {
             Imported::Markdown(source) => {
-                if let Some(before) = keep["before"].as_str() {
-                    if before.trim().is_empty() {
-                        edited.push(Edited::Prose {
-                            kept: Some(before.to_string()),
-                            text: String::new(),
-                        });
-                    }
-                }
+                push_blank_before(keep, &mut edited);
                 let piece: Option<CodePiece> = serde_json::from_value(keep["piece"].clone()).ok();
                 edited.push(match piece {
                     Some(piece) if piece.is_skipped() => kept_skipped(piece, source, &name, notes),
@@ -1148,14 +1154,7 @@ fn ipynb_kept(notebook: &Value, notes: &mut Vec<String>) -> Option<(String, Runs
                 if let Some(interpreter) = interpreter_of(lang) {
                     expected.push((Some(interpreter), code.clone()));
                 }
-                if let Some(before) = keep["before"].as_str() {
-                    if before.trim().is_empty() {
-                        edited.push(Edited::Prose {
-                            kept: Some(before.to_string()),
-                            text: String::new(),
-                        });
-                    }
-                }
+                push_blank_before(keep, &mut edited);
                 let piece: Option<CodePiece> = serde_json::from_value(keep["piece"].clone()).ok();
                 let output = outputs(&cell["outputs"]).map(|o| OutputText {
                     text: o.text,
