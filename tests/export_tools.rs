@@ -25,16 +25,7 @@ fn exports(test: &Test) -> (Vec<PathBuf>, Vec<PathBuf>) {
     for (name, _) in repository_runbooks() {
         let runbook = root.join("runbooks").join(&name);
         for format in ["github-actions", "azure-pipelines"] {
-            let out = test.path(&format!("{name}.{format}.yml"));
-            test.run(&[
-                "export",
-                runbook.to_str().unwrap(),
-                "--to",
-                format,
-                "-o",
-                out.to_str().unwrap(),
-            ])
-            .code(0);
+            let out = test.export(&runbook, format, &format!("{name}.{format}.yml"));
             if format == "github-actions" {
                 github.push(out);
             } else {

@@ -161,16 +161,7 @@ fn exported_pipelines_validate_against_their_published_schemas() {
             ("github-actions", "vendor.github-workflows"),
             ("azure-pipelines", "vendor.azure-pipelines"),
         ] {
-            let file = test.path(&format!("{name}.{format}.yml"));
-            test.run(&[
-                "export",
-                runbook.to_str().unwrap(),
-                "--to",
-                format,
-                "-o",
-                file.to_str().unwrap(),
-            ])
-            .code(0);
+            let file = test.export(&runbook, format, &format!("{name}.{format}.yml"));
             if let Err(error) = schema_check(&checker, schema, &file) {
                 panic!("{name} as {format}: {error}");
             }

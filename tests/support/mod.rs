@@ -44,6 +44,22 @@ impl Test {
         command
     }
 
+    /// Exports `runbook` to `format` into the file `name` of the test's
+    /// folder, which it returns; the export must succeed.
+    pub fn export(&self, runbook: &Path, format: &str, name: &str) -> PathBuf {
+        let out = self.path(name);
+        self.run(&[
+            "export",
+            runbook.to_str().expect("a UTF-8 path"),
+            "--to",
+            format,
+            "-o",
+            out.to_str().expect("a UTF-8 path"),
+        ])
+        .code(0);
+        out
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
     }
